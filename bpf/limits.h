@@ -1,0 +1,26 @@
+/* SPDX-License-Identifier: GPL-2.0 OR Apache-2.0 */
+/* All kernel-side limits and map sizes of wirelens, in one place. */
+#ifndef WIRELENS_LIMITS_H
+#define WIRELENS_LIMITS_H
+
+/* Largest payload prefix one event can carry; `capture_bytes` is clamped to it. A power of
+ * two so that offsets can be masked for the verifier. */
+#define WL_MAX_CAPTURE 16384
+/* Default prefix per call (user space overrides it before load). */
+#define WL_DEFAULT_CAPTURE 4096
+/* iovecs walked per readv/writev/sendmsg/recvmsg call. */
+#define WL_MAX_IOV 8
+/* Connection table entries (LRU: the oldest idle entries go first). */
+#define WL_CONN_TABLE_SIZE 65536
+/* Syscalls in flight between enter and exit (one per thread). */
+#define WL_INFLIGHT_SIZE 16384
+/* tgid allowlist entries. */
+#define WL_TGID_ALLOW_SIZE 4096
+/* Ring buffer size in bytes (a power of two, multiple of the page size). */
+#define WL_RINGBUF_SIZE (16 * 1024 * 1024)
+/* Data calls a connection may make without a protocol match before it is ignored. */
+#define WL_INFER_ATTEMPTS 8
+/* Bytes looked at by inference. */
+#define WL_INFER_BYTES 16
+
+#endif /* WIRELENS_LIMITS_H */

@@ -1,0 +1,1 @@
+//! Include/exclude filters for wirelens (issue #4 grows this into the full language).

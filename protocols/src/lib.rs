@@ -1,0 +1,80 @@
+//! Protocol parsers and request/response pairing for wirelens.
+//!
+//! This crate is pure: no I/O, no async, no kernel. The live path (eBPF events) and the replay
+//! path (pcap files) both reduce traffic to the same thing, an ordered byte stream per
+//! connection and direction with explicit gaps where the capture cut, and push it into a
+//! [`ConnParser`]. The parser frames messages, pairs requests with responses and hands out
+//! [`Exchange`]s.
+//!
+//! The shape of every exchange is fixed by `shared/record-schema.md`: the request and response
+//! structs of each protocol module serialize to exactly the fields listed there.
+
+pub mod dns;
+pub mod exchange;
+pub mod http;
+pub mod infer;
+pub mod mysql;
+pub mod pgsql;
+pub mod redis;
+
+pub use exchange::{Exchange, Outcome, ParseStats, Request, Response, Role, Status, TraceContext};
+pub use infer::{infer, Confidence, Inference, MessageKind, Protocol};
+
+/// Which end of a connection sent a run of bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Side {
+    /// Bytes sent by the client (the side that opened the connection or sent the request).
+    Client,
+    /// Bytes sent by the server (the side that answered).
+    Server,
+}
+
+impl Side {
+    pub fn other(self) -> Side {
+        match self {
+            Side::Client => Side::Server,
+            Side::Server => Side::Client,
+        }
+    }
+}
+
+/// One contiguous run of bytes in one direction of a connection.
+///
+/// `data` is what was captured; `missing` is how many bytes of the stream followed `data`
+/// but were not captured (the kernel copies only a prefix of each call, and replay may miss
+/// segments). The next chunk in the same direction starts right after those missing bytes.
+#[derive(Clone, Copy, Debug)]
+pub struct Chunk<'a> {
+    pub side: Side,
+    /// Time the bytes were seen, ns (any epoch; the caller keeps it consistent).
+    pub ts_ns: u64,
+    pub data: &'a [u8],
+    pub missing: u64,
+}
+
+/// Per-connection parse and pairing state of one protocol.
+///
+/// Implementations frame messages in both directions, pair them, and append finished
+/// exchanges to `out`. They never panic on any input and never loop without consuming bytes;
+/// invalid bytes are counted in [`ParseStats::parse_errors`] and the parser resynchronises at
+/// the next plausible message boundary.
+pub trait ConnParser: Send {
+    /// Feed the next chunk of one direction.
+    fn push(&mut self, chunk: Chunk<'_>, out: &mut Vec<Exchange>);
+    /// The connection closed (`reset`: it was aborted). Requests still waiting for a response
+    /// are emitted with [`Outcome::Reset`]; a response still being read to close ends there.
+    fn close(&mut self, ts_ns: u64, reset: bool, out: &mut Vec<Exchange>);
+    /// Requests that have waited longer than `timeout_ns` at `now_ns` are emitted with
+    /// [`Outcome::Timeout`].
+    fn expire(&mut self, now_ns: u64, timeout_ns: u64, out: &mut Vec<Exchange>);
+    /// Counters of what could not be turned into exchanges.
+    fn stats(&self) -> &ParseStats;
+}
+
+/// A new parser for a protocol, or `None` when the protocol has no parser yet.
+pub fn new_parser(protocol: Protocol) -> Option<Box<dyn ConnParser>> {
+    match protocol {
+        Protocol::Http => Some(Box::new(http::HttpParser::new())),
+        _ => None,
+    }
+}

@@ -1,0 +1,1 @@
+//! Live capture from the kernel: BPF loader, ring-buffer reader, control maps.

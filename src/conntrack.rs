@@ -1,0 +1,1 @@
+//! Per-connection byte streams, sides and parser state.

@@ -1,0 +1,1 @@
+//! Records (record-schema.md) and their writers.

@@ -1,0 +1,1 @@
+//! Replay of pcap and pcapng files into the same events as the live path.
