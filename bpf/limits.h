@@ -3,9 +3,10 @@
 #ifndef WIRELENS_LIMITS_H
 #define WIRELENS_LIMITS_H
 
-/* Largest payload prefix one event can carry; `capture_bytes` is clamped to it. A power of
+/* Largest payload prefix one event can carry; `capture_bytes` is clamped to it (the per-CPU
+ * scratch buffer, twice this plus a header, must stay under the 32 KiB per-CPU limit). A power of
  * two so that offsets can be masked for the verifier. */
-#define WL_MAX_CAPTURE 16384
+#define WL_MAX_CAPTURE 8192
 /* Default prefix per call (user space overrides it before load). */
 #define WL_DEFAULT_CAPTURE 4096
 /* iovecs walked per readv/writev/sendmsg/recvmsg call. */

@@ -1,9 +1,383 @@
 // SPDX-License-Identifier: GPL-2.0
+/*
+ * wirelens kernel side: syscall tracepoints on socket data calls and connection lifecycle.
+ *
+ * enter: filter by tgid, find or make the connection entry for (tgid, fd), remember the
+ *        buffer; exit: infer the protocol on the first calls, copy a bounded payload prefix
+ *        and send it with the call's real byte count through the ring buffer.
+ */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
 #include "wirelens.h"
+#include "maps.h"
+#include "infer.h"
 
+#define AF_INET 2
+#define AF_INET6 10
+#define S_IFMT 00170000
+#define S_IFSOCK 0140000
+#define EINPROGRESS 115
+
+/* Knobs set by user space before load. */
+const volatile __u32 capture_bytes = WL_DEFAULT_CAPTURE;
+const volatile __u32 self_tgid = 0;
+const volatile __u8 filter_tgid = 0;
+/* Wake the reader only when this much is queued; it also drains on a timer. */
+const volatile __u64 wakeup_bytes = 256 * 1024;
+
+/* Dummy instances so that libbpf-cargo emits these types for Rust. */
 struct wl_data_event _wl_data_event = {};
 struct wl_close_event _wl_close_event = {};
+struct wl_conn_key _wl_conn_key = {};
+enum wl_event_type _wl_event_type = 0;
+enum wl_direction _wl_direction = 0;
+enum wl_role _wl_role = 0;
+enum wl_protocol _wl_protocol = 0;
+enum wl_data_flags _wl_data_flags = 0;
+enum wl_counter _wl_counter = 0;
+
+static __always_inline void count(__u32 slot)
+{
+	__u64 *v = bpf_map_lookup_elem(&counters, &slot);
+	if (v)
+		*v += 1;
+}
+
+/* True when calls of this process are to be dropped here. */
+static __always_inline int excluded(__u32 tgid)
+{
+	if (tgid == self_tgid)
+		return 1;
+	if (filter_tgid && !bpf_map_lookup_elem(&tgid_allow, &tgid))
+		return 1;
+	return 0;
+}
+
+/*
+ * Reads the socket behind (current task, fd) with CO-RE and fills `c`. Works for sockets
+ * opened before the agent started. Returns 0 for an IPv4/IPv6 socket, -1 otherwise (then
+ * `c` is marked ignored).
+ */
+static __always_inline int read_socket(__s32 fd, struct wl_conn *c)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	c->protocol = WL_PROTO_IGNORED;
+	if (!fdt || fd < 0)
+		return -1;
+	unsigned int max = BPF_CORE_READ(fdt, max_fds);
+	if ((unsigned int)fd >= max)
+		return -1;
+	struct file **fds = BPF_CORE_READ(fdt, fd);
+	struct file *file = NULL;
+	if (bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]) || !file)
+		return -1;
+	umode_t mode = BPF_CORE_READ(file, f_inode, i_mode);
+	if ((mode & S_IFMT) != S_IFSOCK)
+		return -1;
+	struct socket *sock = BPF_CORE_READ(file, private_data);
+	if (!sock)
+		return -1;
+	struct sock *sk = BPF_CORE_READ(sock, sk);
+	if (!sk)
+		return -1;
+	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	if (family == AF_INET) {
+		__u32 l = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
+		__u32 r = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+		__builtin_memcpy(c->laddr, &l, 4);
+		__builtin_memcpy(c->raddr, &r, 4);
+	} else if (family == AF_INET6) {
+		BPF_CORE_READ_INTO(&c->laddr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
+		BPF_CORE_READ_INTO(&c->raddr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
+	} else {
+		return -1;
+	}
+	c->family = family;
+	c->lport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	c->rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	c->sock_type = (__u8)BPF_CORE_READ(sk, sk_type);
+	c->protocol = WL_PROTO_UNKNOWN;
+	return 0;
+}
+
+/* Makes a fresh table entry for (tgid, fd); returns it, or NULL. */
+static __always_inline struct wl_conn *track(__u32 tgid, __s32 fd, __u8 role)
+{
+	struct wl_conn_key key = { .tgid = tgid, .fd = fd };
+	struct wl_conn c = {};
+	c.tgid = tgid;
+	c.fd = fd;
+	c.start_ns = bpf_ktime_get_ns();
+	c.role = role;
+	read_socket(fd, &c);
+	if (bpf_map_update_elem(&conn_table, &key, &c, BPF_ANY)) {
+		count(WL_CNT_CONN_TABLE_FULL);
+		return NULL;
+	}
+	return bpf_map_lookup_elem(&conn_table, &key);
+}
+
+static __always_inline int data_enter(__s32 fd, __u64 buf, __u64 iovlen, __u8 dir, __u8 kind)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tgid = id >> 32;
+	if (excluded(tgid))
+		return 0;
+	struct wl_conn_key key = { .tgid = tgid, .fd = fd };
+	struct wl_conn *c = bpf_map_lookup_elem(&conn_table, &key);
+	if (!c)
+		c = track(tgid, fd, WL_ROLE_UNKNOWN);
+	if (!c || c->protocol == WL_PROTO_IGNORED)
+		return 0;
+	struct wl_args a = { .buf = buf, .iovlen = iovlen, .fd = fd, .dir = dir, .kind = kind };
+	if (bpf_map_update_elem(&inflight, &id, &a, BPF_ANY))
+		count(WL_CNT_INFLIGHT_FULL);
+	return 0;
+}
+
+/* Clamps a length for the verifier: the barrier keeps clang from testing a copy of the
+ * register and then using the unclamped original. */
+static __always_inline __u64 clamp_len(__u64 n)
+{
+	if (n > WL_MAX_CAPTURE)
+		n = WL_MAX_CAPTURE;
+	barrier_var(n);
+	return n;
+}
+
+/* Copies up to `want` bytes of the call's data into s->data; returns the count or < 0. */
+static __always_inline long copy_payload(struct wl_scratch *s, struct wl_args *a, __u64 want)
+{
+	if (a->kind == WL_BUF_PLAIN) {
+		__u64 n = clamp_len(want);
+		if (bpf_probe_read_user(s->data, n, (void *)a->buf))
+			return -1;
+		return n;
+	}
+	__u64 off = 0;
+	struct iovec iov;
+#pragma unroll
+	for (int i = 0; i < WL_MAX_IOV; i++) {
+		if (i >= a->iovlen || off >= want)
+			break;
+		if (bpf_probe_read_user(&iov, sizeof(iov), (void *)(a->buf + i * sizeof(iov))))
+			return off ? off : -1;
+		__u64 n = want - off;
+		if (n > iov.iov_len)
+			n = iov.iov_len;
+		n = clamp_len(n);
+		__u64 o = off & (WL_MAX_CAPTURE - 1);
+		if (n && bpf_probe_read_user(s->data + o, n, iov.iov_base))
+			return off ? off : -1;
+		off += n;
+	}
+	if (off < want)
+		s->hdr.flags |= WL_DATA_IOV_TRUNCATED;
+	return off;
+}
+
+static __always_inline int data_exit(long ret)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tgid = id >> 32;
+	if (excluded(tgid))
+		return 0;
+	struct wl_args *a = bpf_map_lookup_elem(&inflight, &id);
+	if (!a)
+		return 0;
+	struct wl_args args = *a;
+	bpf_map_delete_elem(&inflight, &id);
+	if (ret <= 0)
+		return 0;
+	struct wl_conn_key key = { .tgid = tgid, .fd = args.fd };
+	struct wl_conn *c = bpf_map_lookup_elem(&conn_table, &key);
+	if (!c || c->protocol == WL_PROTO_IGNORED)
+		return 0;
+	__u32 zero = 0;
+	struct wl_scratch *s = bpf_map_lookup_elem(&scratch, &zero);
+	if (!s)
+		return 0;
+
+	__u64 cap = capture_bytes;
+	__u64 want = (__u64)ret < cap ? (__u64)ret : cap;
+	s->hdr.flags = 0;
+	long got = copy_payload(s, &args, want);
+
+	if (c->protocol == WL_PROTO_UNKNOWN) {
+		__u8 proto = WL_PROTO_UNKNOWN;
+		int kind = got > 0 ? wl_infer(s->data, (__u32)got, &proto) : WL_MSG_NONE;
+		if (kind == WL_MSG_NONE) {
+			if (++c->infer_tries >= WL_INFER_ATTEMPTS)
+				c->protocol = WL_PROTO_IGNORED;
+			return 0;
+		}
+		c->protocol = proto;
+		if (c->role == WL_ROLE_UNKNOWN) {
+			int req_out = (kind == WL_MSG_REQUEST) == (args.dir == WL_DIR_EGRESS);
+			c->role = req_out ? WL_ROLE_CLIENT : WL_ROLE_SERVER;
+		}
+	}
+
+	s->hdr.type = WL_EV_DATA;
+	s->hdr.dir = args.dir;
+	s->hdr.ts_ns = bpf_ktime_get_ns();
+	s->hdr.total = ret;
+	if (got < 0) {
+		count(WL_CNT_READ_FAULT);
+		s->hdr.flags |= WL_DATA_READ_FAILED;
+		got = 0;
+	}
+	__u64 n = clamp_len(got);
+	s->hdr.captured = n;
+	bpf_get_current_comm(s->hdr.comm, sizeof(s->hdr.comm));
+	s->hdr.conn = *c;
+
+	__u64 flags = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes
+			      ? BPF_RB_FORCE_WAKEUP
+			      : BPF_RB_NO_WAKEUP;
+	if (bpf_ringbuf_output(&events, s, sizeof(s->hdr) + n, flags))
+		count(WL_CNT_RB_FULL_DATA);
+	else
+		count(WL_CNT_DATA_EVENTS);
+	return 0;
+}
+
+/* ---- data calls ---- */
+
+SEC("tracepoint/syscalls/sys_enter_read")
+int tp_enter_read(struct trace_event_raw_sys_enter *ctx)
+{
+	return data_enter(ctx->args[0], ctx->args[1], 0, WL_DIR_INGRESS, WL_BUF_PLAIN);
+}
+SEC("tracepoint/syscalls/sys_exit_read")
+int tp_exit_read(struct trace_event_raw_sys_exit *ctx) { return data_exit(ctx->ret); }
+
+SEC("tracepoint/syscalls/sys_enter_write")
+int tp_enter_write(struct trace_event_raw_sys_enter *ctx)
+{
+	return data_enter(ctx->args[0], ctx->args[1], 0, WL_DIR_EGRESS, WL_BUF_PLAIN);
+}
+SEC("tracepoint/syscalls/sys_exit_write")
+int tp_exit_write(struct trace_event_raw_sys_exit *ctx) { return data_exit(ctx->ret); }
+
+SEC("tracepoint/syscalls/sys_enter_recvfrom")
+int tp_enter_recvfrom(struct trace_event_raw_sys_enter *ctx)
+{
+	return data_enter(ctx->args[0], ctx->args[1], 0, WL_DIR_INGRESS, WL_BUF_PLAIN);
+}
+SEC("tracepoint/syscalls/sys_exit_recvfrom")
+int tp_exit_recvfrom(struct trace_event_raw_sys_exit *ctx) { return data_exit(ctx->ret); }
+
+SEC("tracepoint/syscalls/sys_enter_sendto")
+int tp_enter_sendto(struct trace_event_raw_sys_enter *ctx)
+{
+	return data_enter(ctx->args[0], ctx->args[1], 0, WL_DIR_EGRESS, WL_BUF_PLAIN);
+}
+SEC("tracepoint/syscalls/sys_exit_sendto")
+int tp_exit_sendto(struct trace_event_raw_sys_exit *ctx) { return data_exit(ctx->ret); }
+
+SEC("tracepoint/syscalls/sys_enter_readv")
+int tp_enter_readv(struct trace_event_raw_sys_enter *ctx)
+{
+	return data_enter(ctx->args[0], ctx->args[1], ctx->args[2], WL_DIR_INGRESS, WL_BUF_IOV);
+}
+SEC("tracepoint/syscalls/sys_exit_readv")
+int tp_exit_readv(struct trace_event_raw_sys_exit *ctx) { return data_exit(ctx->ret); }
+
+SEC("tracepoint/syscalls/sys_enter_writev")
+int tp_enter_writev(struct trace_event_raw_sys_enter *ctx)
+{
+	return data_enter(ctx->args[0], ctx->args[1], ctx->args[2], WL_DIR_EGRESS, WL_BUF_IOV);
+}
+SEC("tracepoint/syscalls/sys_exit_writev")
+int tp_exit_writev(struct trace_event_raw_sys_exit *ctx) { return data_exit(ctx->ret); }
+
+/* sendmsg/recvmsg: the iovec array and its length come from the user's msghdr. */
+static __always_inline int msg_enter(struct trace_event_raw_sys_enter *ctx, __u8 dir)
+{
+	struct user_msghdr msg;
+	if (bpf_probe_read_user(&msg, sizeof(msg), (void *)ctx->args[1]))
+		return 0;
+	return data_enter(ctx->args[0], (__u64)msg.msg_iov, msg.msg_iovlen, dir, WL_BUF_IOV);
+}
+
+SEC("tracepoint/syscalls/sys_enter_sendmsg")
+int tp_enter_sendmsg(struct trace_event_raw_sys_enter *ctx) { return msg_enter(ctx, WL_DIR_EGRESS); }
+SEC("tracepoint/syscalls/sys_exit_sendmsg")
+int tp_exit_sendmsg(struct trace_event_raw_sys_exit *ctx) { return data_exit(ctx->ret); }
+
+SEC("tracepoint/syscalls/sys_enter_recvmsg")
+int tp_enter_recvmsg(struct trace_event_raw_sys_enter *ctx) { return msg_enter(ctx, WL_DIR_INGRESS); }
+SEC("tracepoint/syscalls/sys_exit_recvmsg")
+int tp_exit_recvmsg(struct trace_event_raw_sys_exit *ctx) { return data_exit(ctx->ret); }
+
+/* ---- connection lifecycle ---- */
+
+SEC("tracepoint/syscalls/sys_enter_connect")
+int tp_enter_connect(struct trace_event_raw_sys_enter *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	if (excluded(id >> 32))
+		return 0;
+	__s32 fd = ctx->args[0];
+	bpf_map_update_elem(&connecting, &id, &fd, BPF_ANY);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_connect")
+int tp_exit_connect(struct trace_event_raw_sys_exit *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__s32 *fdp = bpf_map_lookup_elem(&connecting, &id);
+	if (!fdp)
+		return 0;
+	__s32 fd = *fdp;
+	bpf_map_delete_elem(&connecting, &id);
+	if (ctx->ret == 0 || ctx->ret == -EINPROGRESS)
+		track(id >> 32, fd, WL_ROLE_CLIENT);
+	return 0;
+}
+
+static __always_inline int accept_exit(long ret)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tgid = id >> 32;
+	if (ret < 0 || excluded(tgid))
+		return 0;
+	track(tgid, (__s32)ret, WL_ROLE_SERVER);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_accept")
+int tp_exit_accept(struct trace_event_raw_sys_exit *ctx) { return accept_exit(ctx->ret); }
+SEC("tracepoint/syscalls/sys_exit_accept4")
+int tp_exit_accept4(struct trace_event_raw_sys_exit *ctx) { return accept_exit(ctx->ret); }
+
+SEC("tracepoint/syscalls/sys_enter_close")
+int tp_enter_close(struct trace_event_raw_sys_enter *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tgid = id >> 32;
+	struct wl_conn_key key = { .tgid = tgid, .fd = ctx->args[0] };
+	struct wl_conn *c = bpf_map_lookup_elem(&conn_table, &key);
+	if (!c)
+		return 0;
+	if (c->protocol != WL_PROTO_UNKNOWN && c->protocol != WL_PROTO_IGNORED) {
+		struct wl_close_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+		if (e) {
+			e->type = WL_EV_CLOSE;
+			e->ts_ns = bpf_ktime_get_ns();
+			e->conn = *c;
+			bpf_ringbuf_submit(e, 0);
+		} else {
+			count(WL_CNT_RB_FULL_CLOSE);
+		}
+	}
+	bpf_map_delete_elem(&conn_table, &key);
+	return 0;
+}
 
 char LICENSE[] SEC("license") = "GPL";

@@ -55,8 +55,14 @@ enum wl_counter {
 	WL_CNT_READ_FAULT = 2,    /* payload copies that faulted (event still sent, flagged) */
 	WL_CNT_DATA_EVENTS = 3,   /* data events sent */
 	WL_CNT_CONN_TABLE_FULL = 4, /* connections not tracked: table update failed */
-	WL_CNT_FILTERED = 5,      /* calls dropped by the tgid allowlist */
+	WL_CNT_INFLIGHT_FULL = 5, /* calls not captured: in-flight table full */
 	WL_CNT_MAX = 8,
+};
+
+/* Key of the connection table. */
+struct wl_conn_key {
+	__u32 tgid;
+	__s32 fd;
 };
 
 /* Connection identity and addresses, as the traced process sees them. */
@@ -72,7 +78,8 @@ struct wl_conn {
 	__u8 role;           /* enum wl_role */
 	__u8 protocol;       /* enum wl_protocol */
 	__u8 sock_type;      /* SOCK_STREAM or SOCK_DGRAM */
-	__u8 _pad[7];
+	__u8 infer_tries;    /* data calls seen without a protocol match (kernel only) */
+	__u8 _pad[6];
 };
 
 /* Header of a WL_EV_DATA record; `captured` payload bytes follow it in the same record. */

@@ -1,1 +1,276 @@
-//! Per-connection byte streams, sides and parser state.
+//! Conntrack: per-connection state between capture and output.
+//!
+//! For each connection it decides which endpoint is the client (from the source's hint, or
+//! from which side sent the first request), which protocol it speaks, and owns that
+//! protocol's parser. Bytes go in as [`SourceEvent`]s; finished exchanges come out as
+//! [`Record`]s. The number of connections is bounded by an LRU; idle ones expire.
+
+use std::net::SocketAddr;
+use std::num::NonZeroUsize;
+
+use lru::LruCache;
+use serde::Serialize;
+use wirelens_protocols::{
+    infer, new_parser, Chunk, ConnParser, Exchange, MessageKind, ParseStats, Protocol, Role, Side,
+};
+
+use crate::event::{ClientHint, ConnKey, DataEvent, Observer, SourceEvent};
+use crate::output::{ProcessRecord, Record};
+
+/// Limits of the connection table.
+#[derive(Clone, Debug)]
+pub struct ConntrackConfig {
+    /// Connections tracked at once; the least recently used goes first.
+    pub max_conns: usize,
+    /// A request with no response after this long is reported as `timeout`.
+    pub request_timeout_ns: u64,
+    /// A connection with no traffic for this long is forgotten.
+    pub idle_timeout_ns: u64,
+    /// Protocols to parse; others are counted and dropped.
+    pub protocols: Vec<Protocol>,
+}
+
+impl Default for ConntrackConfig {
+    fn default() -> Self {
+        ConntrackConfig {
+            max_conns: 65_536,
+            request_timeout_ns: 30_000_000_000,
+            idle_timeout_ns: 300_000_000_000,
+            protocols: Protocol::ALL.to_vec(),
+        }
+    }
+}
+
+/// What conntrack saw and what it could not use; every drop has a counter.
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct ConntrackStats {
+    pub data_events: u64,
+    pub data_bytes: u64,
+    /// Bytes the capture did not copy (prefix cut), skipped as gaps.
+    pub missing_bytes: u64,
+    pub conns_opened: u64,
+    pub conns_closed: u64,
+    /// Connections pushed out of the table by newer ones.
+    pub conns_evicted: u64,
+    pub conns_idle_expired: u64,
+    /// Events dropped before the client side of their connection was known.
+    pub undetermined_side_events: u64,
+    /// Events of connections whose protocol is unknown or disabled.
+    pub unknown_protocol_events: u64,
+    pub exchanges: u64,
+    pub parse: ParseStats,
+}
+
+struct Conn {
+    client: Option<SocketAddr>,
+    protocol: Option<Protocol>,
+    parser: Option<Box<dyn ConnParser>>,
+    observer: Option<Observer>,
+    last_ts_ns: u64,
+    /// The two endpoints as first seen (src, dst).
+    ends: (SocketAddr, SocketAddr),
+}
+
+pub struct Conntrack {
+    cfg: ConntrackConfig,
+    conns: LruCache<ConnKey, Conn>,
+    stats: ConntrackStats,
+    /// Parse counters of connections already gone.
+    gone: ParseStats,
+    scratch: Vec<Exchange>,
+}
+
+impl Conntrack {
+    pub fn new(cfg: ConntrackConfig) -> Conntrack {
+        let cap = NonZeroUsize::new(cfg.max_conns.max(1)).unwrap_or(NonZeroUsize::MIN);
+        Conntrack {
+            cfg,
+            conns: LruCache::new(cap),
+            stats: ConntrackStats::default(),
+            gone: ParseStats::default(),
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Connections tracked now.
+    pub fn len(&self) -> usize {
+        self.conns.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.conns.is_empty()
+    }
+
+    /// Counters so far, parse counters of live and gone connections included.
+    pub fn stats(&self) -> ConntrackStats {
+        let mut s = self.stats.clone();
+        s.parse = self.gone.clone();
+        for (_, c) in self.conns.iter() {
+            if let Some(p) = &c.parser {
+                s.parse.add(p.stats());
+            }
+        }
+        s
+    }
+
+    /// Handles one event; finished exchanges are appended to `out`.
+    pub fn handle(&mut self, ev: SourceEvent, out: &mut Vec<Record>) {
+        match ev {
+            SourceEvent::Data(d) => self.data(d, out),
+            SourceEvent::Close { conn, ts_ns, reset } => {
+                if let Some(c) = self.conns.pop(&conn) {
+                    self.stats.conns_closed += 1;
+                    self.retire(c, out, |p, ex| p.close(ts_ns, reset, ex));
+                }
+            }
+            SourceEvent::End { ts_ns } => self.finish(ts_ns, out),
+        }
+    }
+
+    fn data(&mut self, d: DataEvent, out: &mut Vec<Record>) {
+        self.stats.data_events += 1;
+        self.stats.data_bytes += d.data.len() as u64;
+        self.stats.missing_bytes += d.missing;
+        if !self.conns.contains(&d.conn) {
+            let conn = Conn {
+                client: None,
+                protocol: None,
+                parser: None,
+                observer: d.observer.clone(),
+                last_ts_ns: d.ts_ns,
+                ends: (d.src, d.dst),
+            };
+            self.stats.conns_opened += 1;
+            if let Some((_, old)) = self.conns.push(d.conn, conn) {
+                self.stats.conns_evicted += 1;
+                self.retire(old, out, |p, ex| p.expire(u64::MAX, 0, ex));
+            }
+        }
+        let Some(c) = self.conns.get_mut(&d.conn) else {
+            return;
+        };
+        c.last_ts_ns = c.last_ts_ns.max(d.ts_ns);
+        let inferred = infer(&d.data);
+        if c.client.is_none() {
+            c.client = match (d.client, inferred) {
+                (ClientHint::Client(a), _) => Some(a),
+                (ClientHint::Unknown, Some(i)) if i.kind == MessageKind::Request => Some(d.src),
+                (ClientHint::Unknown, Some(_)) => Some(d.dst),
+                (ClientHint::Unknown, None) => None,
+            };
+        }
+        let Some(client) = c.client else {
+            self.stats.undetermined_side_events += 1;
+            return;
+        };
+        if c.protocol.is_none() {
+            c.protocol = d
+                .protocol
+                .or(inferred.map(|i| i.protocol))
+                .filter(|p| self.cfg.protocols.contains(p));
+            c.parser = c.protocol.and_then(new_parser);
+        }
+        let Some(parser) = c.parser.as_mut() else {
+            self.stats.unknown_protocol_events += 1;
+            return;
+        };
+        let side = if d.src == client {
+            Side::Client
+        } else {
+            Side::Server
+        };
+        self.scratch.clear();
+        parser.push(
+            Chunk {
+                side,
+                ts_ns: d.ts_ns,
+                data: &d.data,
+                missing: d.missing,
+            },
+            &mut self.scratch,
+        );
+        let (role, server, process) = describe(c, client);
+        for ex in self.scratch.drain(..) {
+            self.stats.exchanges += 1;
+            out.push(Record::new(ex, role, client, server, process.clone()));
+        }
+    }
+
+    /// Reports requests older than the request timeout and forgets idle connections.
+    pub fn sweep(&mut self, now_ns: u64, out: &mut Vec<Record>) {
+        let timeout = self.cfg.request_timeout_ns;
+        let mut idle = Vec::new();
+        for (key, c) in self.conns.iter_mut() {
+            if let (Some(p), Some(client)) = (c.parser.as_mut(), c.client) {
+                self.scratch.clear();
+                p.expire(now_ns, timeout, &mut self.scratch);
+                let (role, server, process) = describe(c, client);
+                for ex in self.scratch.drain(..) {
+                    self.stats.exchanges += 1;
+                    out.push(Record::new(ex, role, client, server, process.clone()));
+                }
+            }
+            if now_ns.saturating_sub(c.last_ts_ns) > self.cfg.idle_timeout_ns {
+                idle.push(*key);
+            }
+        }
+        for key in idle {
+            if let Some(c) = self.conns.pop(&key) {
+                self.stats.conns_idle_expired += 1;
+                self.retire(c, out, |p, ex| p.expire(u64::MAX, 0, ex));
+            }
+        }
+    }
+
+    /// The source ended: requests still waiting are reported as `timeout`, and every
+    /// connection is forgotten.
+    pub fn finish(&mut self, _ts_ns: u64, out: &mut Vec<Record>) {
+        while let Some((_, c)) = self.conns.pop_lru() {
+            self.retire(c, out, |p, ex| p.expire(u64::MAX, 0, ex));
+        }
+    }
+
+    fn retire(
+        &mut self,
+        mut c: Conn,
+        out: &mut Vec<Record>,
+        f: impl FnOnce(&mut dyn ConnParser, &mut Vec<Exchange>),
+    ) {
+        let (Some(mut p), Some(client)) = (c.parser.take(), c.client) else {
+            return;
+        };
+        self.scratch.clear();
+        f(p.as_mut(), &mut self.scratch);
+        self.gone.add(p.stats());
+        let (role, server, process) = describe(&c, client);
+        for ex in self.scratch.drain(..) {
+            self.stats.exchanges += 1;
+            out.push(Record::new(ex, role, client, server, process.clone()));
+        }
+    }
+}
+
+/// The observer's role, the server endpoint and the process of a connection.
+fn describe(c: &Conn, client: SocketAddr) -> (Role, SocketAddr, Option<ProcessRecord>) {
+    let server = if c.ends.0 == client {
+        c.ends.1
+    } else {
+        c.ends.0
+    };
+    match &c.observer {
+        Some(o) => (
+            if o.local == client {
+                Role::Client
+            } else {
+                Role::Server
+            },
+            server,
+            Some(ProcessRecord {
+                pid: o.process.pid,
+                comm: o.process.comm.clone(),
+            }),
+        ),
+        // Replay: both ends are seen, so the exchange is reported as the server saw it.
+        None => (Role::Server, server, None),
+    }
+}

@@ -1,7 +1,11 @@
 //! The wirelens agent: capture (live eBPF or pcap replay), conntrack, parse, pair, output.
 
 pub mod capture;
+pub mod config;
 pub mod conntrack;
 pub mod event;
 pub mod output;
+pub mod preflight;
 pub mod replay;
+pub mod replay_cmd;
+pub mod run;

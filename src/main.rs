@@ -1,3 +1,122 @@
-fn main() {
-    println!("wirelens");
+//! The wirelens command line: `run`, `replay`, `check`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use wirelens::config::Config;
+use wirelens::output::Format;
+
+#[derive(Parser)]
+#[command(
+    name = "wirelens",
+    version,
+    about = "eBPF-based, protocol-aware L7 traffic observer"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Observe this host: one record per request/response exchange.
+    Run {
+        /// Configuration file (YAML); flags override it.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Capture only this process id (repeatable).
+        #[arg(long = "pid")]
+        pids: Vec<u32>,
+        /// Payload prefix copied per read/write call, bytes (1..=8192).
+        #[arg(long)]
+        capture_bytes: Option<u32>,
+        /// Output format.
+        #[arg(long, value_enum)]
+        format: Option<Format>,
+        /// Write records to this file instead of stdout.
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+    /// Read pcap/pcapng files and print the same records, in capture order.
+    Replay {
+        #[arg(long, value_enum, default_value = "jsonl")]
+        format: Format,
+        #[arg(long)]
+        output: Option<PathBuf>,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Say whether this kernel and these privileges can run the agent.
+    Check,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("WIRELENS_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run {
+            config,
+            pids,
+            capture_bytes,
+            format,
+            output,
+        } => run(config, pids, capture_bytes, format, output),
+        Command::Replay {
+            format,
+            output,
+            files,
+        } => wirelens::replay_cmd::replay(&files, format, output.as_deref()),
+        Command::Check => {
+            return if wirelens::preflight::check() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("wirelens: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(
+    config: Option<PathBuf>,
+    pids: Vec<u32>,
+    capture_bytes: Option<u32>,
+    format: Option<Format>,
+    output: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let mut cfg = match &config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    if !pids.is_empty() {
+        cfg.pids = pids;
+    }
+    if let Some(n) = capture_bytes {
+        cfg.capture_bytes = n;
+    }
+    if let Some(f) = format {
+        cfg.format = f;
+    }
+    if output.is_some() {
+        cfg.output = output;
+    }
+    let settings = cfg.build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    rt.block_on(wirelens::run::run(settings))
 }

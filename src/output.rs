@@ -1,1 +1,183 @@
-//! Records (record-schema.md) and their writers.
+//! Records (shared/record-schema.md) and their writers: JSON Lines and a table.
+
+use std::io::{self, Write};
+use std::net::SocketAddr;
+
+use serde::Serialize;
+use wirelens_protocols::{Exchange, Request, Response, Role, Status, TraceContext};
+
+/// One reconstructed exchange, exactly as record-schema.md defines it.
+#[derive(Clone, Debug, Serialize)]
+pub struct Record {
+    pub ts_ns: u64,
+    pub latency_ns: Option<u64>,
+    pub protocol: &'static str,
+    pub role: Role,
+    pub client: Endpoint,
+    pub server: Endpoint,
+    pub process: Option<ProcessRecord>,
+    pub request: Request,
+    pub response: Option<Response>,
+    pub status: Status,
+    pub truncated: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace: Option<TraceContext>,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct Endpoint {
+    pub ip: String,
+    pub port: u16,
+}
+
+impl From<SocketAddr> for Endpoint {
+    fn from(a: SocketAddr) -> Self {
+        Endpoint {
+            ip: a.ip().to_string(),
+            port: a.port(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct ProcessRecord {
+    pub pid: u32,
+    pub comm: String,
+}
+
+impl Record {
+    /// Builds the record of one exchange on a connection whose ends and observer are known.
+    pub fn new(
+        ex: Exchange,
+        role: Role,
+        client: SocketAddr,
+        server: SocketAddr,
+        process: Option<ProcessRecord>,
+    ) -> Record {
+        Record {
+            ts_ns: ex.req_ts_ns,
+            latency_ns: ex.latency_ns(),
+            protocol: ex.protocol().name(),
+            role,
+            client: client.into(),
+            server: server.into(),
+            process,
+            status: ex.status(role),
+            truncated: ex.truncated,
+            request: ex.request,
+            response: ex.response,
+            trace: ex.trace,
+        }
+    }
+}
+
+/// Output formats of `run` and `replay`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// One JSON object per line (record-schema.md).
+    Jsonl,
+    /// A human-readable table.
+    Table,
+}
+
+/// Writes records in one format to a sink.
+pub struct RecordWriter {
+    format: Format,
+    out: Box<dyn Write + Send>,
+    header_done: bool,
+    pub written: u64,
+}
+
+impl RecordWriter {
+    pub fn new(format: Format, out: Box<dyn Write + Send>) -> RecordWriter {
+        RecordWriter {
+            format,
+            out,
+            header_done: false,
+            written: 0,
+        }
+    }
+
+    /// Stdout, or the file at `path` (created or truncated).
+    pub fn open(format: Format, path: Option<&std::path::Path>) -> io::Result<RecordWriter> {
+        let out: Box<dyn Write + Send> = match path {
+            Some(p) => Box::new(io::BufWriter::new(
+                std::fs::File::create(p)
+                    .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", p.display())))?,
+            )),
+            None => Box::new(io::BufWriter::new(io::stdout())),
+        };
+        Ok(RecordWriter::new(format, out))
+    }
+
+    pub fn write(&mut self, r: &Record) -> io::Result<()> {
+        match self.format {
+            Format::Jsonl => {
+                serde_json::to_writer(&mut self.out, r)?;
+                self.out.write_all(b"\n")?;
+            }
+            Format::Table => {
+                if !self.header_done {
+                    writeln!(
+                        self.out,
+                        "{:<8} {:<6} {:<7} {:<22} {:<22} {:<16} {:<9} {:>10}  REQUEST",
+                        "TIME", "PROTO", "ROLE", "CLIENT", "SERVER", "PROCESS", "STATUS", "LATENCY"
+                    )?;
+                    self.header_done = true;
+                }
+                writeln!(self.out, "{}", table_row(r))?;
+            }
+        }
+        self.written += 1;
+        Ok(())
+    }
+
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
+fn table_row(r: &Record) -> String {
+    let secs = r.ts_ns / 1_000_000_000;
+    let time = format!(
+        "{:02}:{:02}:{:02}",
+        (secs / 3600) % 24,
+        (secs / 60) % 60,
+        secs % 60
+    );
+    let role = match r.role {
+        Role::Client => "client",
+        Role::Server => "server",
+        Role::Unknown => "unknown",
+    };
+    let status = match r.status {
+        Status::Ok => "ok",
+        Status::Error => "error",
+        Status::Timeout => "timeout",
+        Status::Reset => "reset",
+    };
+    let latency = match r.latency_ns {
+        Some(ns) if ns >= 1_000_000 => format!("{:.2}ms", ns as f64 / 1e6),
+        Some(ns) => format!("{:.1}us", ns as f64 / 1e3),
+        None => "-".into(),
+    };
+    let process = r
+        .process
+        .as_ref()
+        .map(|p| format!("{}/{}", p.comm, p.pid))
+        .unwrap_or_else(|| "-".into());
+    let summary = match (&r.request, &r.response) {
+        (Request::Http(q), Some(Response::Http(s))) => {
+            format!("{} {} -> {}", q.method, q.path, s.status)
+        }
+        (Request::Http(q), _) => format!("{} {}", q.method, q.path),
+        (req, _) => serde_json::to_string(req).unwrap_or_default(),
+    };
+    format!(
+        "{time:<8} {:<6} {role:<7} {:<22} {:<22} {process:<16} {status:<9} {latency:>10}  {summary}",
+        r.protocol,
+        format!("{}:{}", r.client.ip, r.client.port),
+        format!("{}:{}", r.server.ip, r.server.port),
+    )
+}

@@ -1,1 +1,299 @@
-//! Live capture from the kernel: BPF loader, ring-buffer reader, control maps.
+//! Live capture from the kernel: load the BPF programs, fill the control maps, attach to the
+//! syscall tracepoints, and read the ring buffer into [`SourceEvent`] batches.
+//!
+//! A dedicated thread owns the BPF object (its skeleton borrows it) and the ring buffer; the
+//! rest of the pipeline runs on tokio and receives batches through a bounded channel. When the
+//! pipeline falls behind, the channel fills, the reader waits, the ring buffer fills, and the
+//! kernel counts what it could not queue: loss is slow-down first and counted, never silent.
+
+pub mod decode;
+pub mod skel;
+pub mod sys;
+
+use std::mem::MaybeUninit;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
+use libbpf_rs::{Link, MapCore, MapFlags, RingBufferBuilder};
+use tokio::sync::mpsc;
+
+use crate::event::SourceEvent;
+use decode::Clock;
+use skel::types::wl_counter;
+use skel::WirelensSkelBuilder;
+
+/// Largest `capture_bytes` the kernel side supports (`WL_MAX_CAPTURE` in bpf/limits.h).
+pub const MAX_CAPTURE_BYTES: u32 = 8192;
+
+/// What the live source needs to start.
+#[derive(Clone, Debug)]
+pub struct CaptureConfig {
+    /// Payload prefix copied per syscall (clamped to [`MAX_CAPTURE_BYTES`]).
+    pub capture_bytes: u32,
+    /// Capture only these processes (tgids); empty: every process.
+    pub pids: Vec<u32>,
+    /// Ring buffer bytes queued before the kernel wakes the reader.
+    pub wakeup_bytes: u64,
+    /// How often the reader drains the ring buffer when it was not woken.
+    pub drain_interval: Duration,
+}
+
+impl Default for CaptureConfig {
+    fn default() -> Self {
+        CaptureConfig {
+            capture_bytes: 4096,
+            pids: Vec::new(),
+            wakeup_bytes: 256 * 1024,
+            drain_interval: Duration::from_millis(20),
+        }
+    }
+}
+
+/// Why the live source could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum CaptureError {
+    #[error("{0}")]
+    Environment(String),
+    #[error("opening the BPF object: {0}")]
+    Open(#[source] libbpf_rs::Error),
+    #[error("loading the BPF programs (is this root, or CAP_BPF+CAP_PERFMON? run `wirelens check`): {0}")]
+    Load(#[source] libbpf_rs::Error),
+    #[error("attaching {program}: {source} (run `wirelens check`)")]
+    Attach {
+        program: String,
+        #[source]
+        source: libbpf_rs::Error,
+    },
+    #[error("setting up {what}: {source}")]
+    Map {
+        what: &'static str,
+        #[source]
+        source: libbpf_rs::Error,
+    },
+    #[error("the capture thread ended before it was ready")]
+    ThreadGone,
+}
+
+/// Counters of the live source: the kernel's (summed over CPUs) and the reader's own.
+#[derive(Debug, Default)]
+pub struct CaptureCounters {
+    pub kernel_data_events: AtomicU64,
+    pub kernel_ringbuf_full_data: AtomicU64,
+    pub kernel_ringbuf_full_close: AtomicU64,
+    pub kernel_read_faults: AtomicU64,
+    pub kernel_conn_table_full: AtomicU64,
+    pub kernel_inflight_full: AtomicU64,
+    /// Records read from the ring buffer.
+    pub records_read: AtomicU64,
+    /// Records that could not be decoded.
+    pub decode_errors: AtomicU64,
+}
+
+impl CaptureCounters {
+    /// Events the kernel could not queue.
+    pub fn lost(&self) -> u64 {
+        self.kernel_ringbuf_full_data.load(Ordering::Relaxed)
+            + self.kernel_ringbuf_full_close.load(Ordering::Relaxed)
+    }
+}
+
+/// A running live source. Dropping it without [`Capture::stop`] leaves the thread to end
+/// when the pipeline's channel closes.
+pub struct Capture {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+    pub counters: Arc<CaptureCounters>,
+}
+
+impl Capture {
+    /// Loads and attaches the programs and starts reading. Returns once every program is
+    /// attached, or with the first error.
+    pub fn start(
+        cfg: CaptureConfig,
+        tx: mpsc::Sender<Vec<SourceEvent>>,
+    ) -> Result<Capture, CaptureError> {
+        sys::ensure_tracefs().map_err(CaptureError::Environment)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let counters = Arc::new(CaptureCounters::default());
+        let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
+        let thread = {
+            let stop = stop.clone();
+            let counters = counters.clone();
+            std::thread::Builder::new()
+                .name("wl-capture".into())
+                .spawn(move || {
+                    if let Err(e) = run_thread(cfg, tx, &stop, &counters, &ready_tx) {
+                        let _ = ready_tx.send(Err(e));
+                    }
+                })
+                .map_err(|e| CaptureError::Environment(format!("spawning the reader: {e}")))?
+        };
+        match ready_rx.recv() {
+            Ok(Ok(())) => Ok(Capture {
+                stop,
+                thread: Some(thread),
+                counters,
+            }),
+            Ok(Err(e)) => {
+                let _ = thread.join();
+                Err(e)
+            }
+            Err(_) => Err(CaptureError::ThreadGone),
+        }
+    }
+
+    /// Asks the reader to detach every program, drain what is left in the ring buffer and
+    /// end; its sender closes when it has. Does not block.
+    pub fn request_stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+
+    /// Stops (see [`Capture::request_stop`]) and waits for the reader. The receiving end must
+    /// keep draining the channel meanwhile, or be dropped.
+    pub fn stop(mut self) {
+        self.request_stop();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+fn run_thread(
+    cfg: CaptureConfig,
+    tx: mpsc::Sender<Vec<SourceEvent>>,
+    stop: &AtomicBool,
+    counters: &CaptureCounters,
+    ready: &std::sync::mpsc::SyncSender<Result<(), CaptureError>>,
+) -> Result<(), CaptureError> {
+    let mut object = MaybeUninit::uninit();
+    let mut open = WirelensSkelBuilder::default()
+        .open(&mut object)
+        .map_err(CaptureError::Open)?;
+    {
+        let ro = open
+            .maps
+            .rodata_data
+            .as_deref_mut()
+            .ok_or_else(|| CaptureError::Environment("BPF object has no .rodata".into()))?;
+        ro.capture_bytes = cfg.capture_bytes.min(MAX_CAPTURE_BYTES);
+        ro.self_tgid = std::process::id();
+        ro.filter_tgid = u8::from(!cfg.pids.is_empty());
+        ro.wakeup_bytes = cfg.wakeup_bytes;
+    }
+    let skel = open.load().map_err(CaptureError::Load)?;
+    for pid in &cfg.pids {
+        skel.maps
+            .tgid_allow
+            .update(&pid.to_ne_bytes(), &[1u8], MapFlags::ANY)
+            .map_err(|source| CaptureError::Map {
+                what: "the pid allowlist",
+                source,
+            })?;
+    }
+    let mut links: Vec<Link> = Vec::new();
+    for prog in skel.object().progs_mut() {
+        let program = prog.name().to_string_lossy().into_owned();
+        let link = prog
+            .attach()
+            .map_err(|source| CaptureError::Attach { program, source })?;
+        links.push(link);
+    }
+
+    let clock = Clock::now();
+    let batch = std::cell::RefCell::new(Vec::<SourceEvent>::with_capacity(1024));
+    let mut builder = RingBufferBuilder::new();
+    builder
+        .add(&skel.maps.events, |bytes: &[u8]| {
+            counters.records_read.fetch_add(1, Ordering::Relaxed);
+            match decode::decode(bytes, clock) {
+                Ok(ev) => batch.borrow_mut().push(ev),
+                Err(e) => {
+                    counters.decode_errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(error = %e, "undecodable ring buffer record");
+                }
+            }
+            0
+        })
+        .map_err(|source| CaptureError::Map {
+            what: "the ring buffer",
+            source,
+        })?;
+    let rb = builder.build().map_err(|source| CaptureError::Map {
+        what: "the ring buffer",
+        source,
+    })?;
+    let _ = ready.send(Ok(()));
+    tracing::info!(
+        programs = links.len(),
+        capture_bytes = cfg.capture_bytes,
+        pids = ?cfg.pids,
+        "capture attached"
+    );
+
+    let mut last_counters = Instant::now();
+    let mut closed = false;
+    loop {
+        let stopping = stop.load(Ordering::SeqCst);
+        if stopping {
+            // Detach first so nothing new arrives, then drain what is queued.
+            links.clear();
+        }
+        let _ = rb.poll(cfg.drain_interval);
+        let _ = rb.consume();
+        let out = std::mem::take(&mut *batch.borrow_mut());
+        if !out.is_empty() && !closed && tx.blocking_send(out).is_err() {
+            closed = true;
+        }
+        if stopping || last_counters.elapsed() >= Duration::from_millis(500) {
+            read_counters(&skel.maps.counters, counters);
+            last_counters = Instant::now();
+        }
+        if stopping || closed {
+            break;
+        }
+    }
+    Ok(())
+}
+
+fn read_counters(map: &dyn MapCore, out: &CaptureCounters) {
+    let slots = [
+        (
+            wl_counter::WL_CNT_DATA_EVENTS,
+            &out.kernel_data_events as &AtomicU64,
+        ),
+        (
+            wl_counter::WL_CNT_RB_FULL_DATA,
+            &out.kernel_ringbuf_full_data,
+        ),
+        (
+            wl_counter::WL_CNT_RB_FULL_CLOSE,
+            &out.kernel_ringbuf_full_close,
+        ),
+        (wl_counter::WL_CNT_READ_FAULT, &out.kernel_read_faults),
+        (
+            wl_counter::WL_CNT_CONN_TABLE_FULL,
+            &out.kernel_conn_table_full,
+        ),
+        (wl_counter::WL_CNT_INFLIGHT_FULL, &out.kernel_inflight_full),
+    ];
+    for (slot, dst) in slots {
+        let key = slot.0.to_ne_bytes();
+        if let Ok(Some(per_cpu)) = map.lookup_percpu(&key, MapFlags::ANY) {
+            let sum: u64 = per_cpu
+                .iter()
+                .filter_map(|v| v.get(..8).and_then(|b| b.try_into().ok()))
+                .map(u64::from_ne_bytes)
+                .sum();
+            dst.store(sum, Ordering::Relaxed);
+        }
+    }
+}

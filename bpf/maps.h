@@ -1,0 +1,85 @@
+/* SPDX-License-Identifier: GPL-2.0 OR Apache-2.0 */
+/* The maps of wirelens; sizes come from limits.h. */
+#ifndef WIRELENS_MAPS_H
+#define WIRELENS_MAPS_H
+
+#include "wirelens.h"
+
+/* Kinds of buffer argument a data syscall has. */
+enum wl_buf_kind {
+	WL_BUF_PLAIN = 0, /* read/write/sendto/recvfrom: one buffer */
+	WL_BUF_IOV = 1,   /* readv/writev, and sendmsg/recvmsg after reading the msghdr */
+};
+
+/* What a data syscall's enter leaves for its exit (kernel only). */
+struct wl_args {
+	__u64 buf;    /* buffer or iovec array (user pointer) */
+	__u64 iovlen; /* number of iovecs, for WL_BUF_IOV */
+	__s32 fd;
+	__u8 dir;     /* enum wl_direction */
+	__u8 kind;    /* enum wl_buf_kind */
+	__u8 _pad[2];
+};
+
+/* Per-CPU scratch space for one data event: header plus payload. The payload area is twice
+ * the largest capture so that masked offsets plus bounded lengths stay inside it. */
+struct wl_scratch {
+	struct wl_data_event hdr;
+	__u8 data[2 * WL_MAX_CAPTURE];
+};
+
+/* (tgid, fd) -> connection. Non-socket fds get an entry with protocol WL_PROTO_IGNORED so
+ * that later calls on them cost one lookup. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, WL_CONN_TABLE_SIZE);
+	__type(key, struct wl_conn_key);
+	__type(value, struct wl_conn);
+} conn_table SEC(".maps");
+
+/* pid_tgid -> arguments of the data syscall in flight on that thread. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, WL_INFLIGHT_SIZE);
+	__type(key, __u64);
+	__type(value, struct wl_args);
+} inflight SEC(".maps");
+
+/* pid_tgid -> fd of a connect() in flight. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, WL_INFLIGHT_SIZE);
+	__type(key, __u64);
+	__type(value, __s32);
+} connecting SEC(".maps");
+
+/* Control map: the tgids to capture when `filter_tgid` is set. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, WL_TGID_ALLOW_SIZE);
+	__type(key, __u32);
+	__type(value, __u8);
+} tgid_allow SEC(".maps");
+
+/* Events to user space. */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, WL_RINGBUF_SIZE);
+} events SEC(".maps");
+
+/* Counters, enum wl_counter; user space sums the CPUs. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, WL_CNT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} counters SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct wl_scratch);
+} scratch SEC(".maps");
+
+#endif /* WIRELENS_MAPS_H */

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs what wirelens needs on Debian, only what is missing.
+#   scripts/install-deps.sh          build dependencies (clang, libelf, zlib, pkg-config)
+#   scripts/install-deps.sh --test   plus the servers and tools the tests drive
+set -euo pipefail
+
+want=(clang llvm libelf-dev zlib1g-dev pkg-config make)
+if [ "${1:-}" = "--test" ]; then
+  want+=(nginx-light python3 curl tcpdump tshark iproute2 bpftool util-linux procps)
+fi
+
+missing=()
+for p in "${want[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "install-deps: missing Debian packages: ${missing[*]} (run as root to install them)" >&2
+    exit 1
+  fi
+  echo "install-deps: installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q >&2
+  apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "install-deps: cargo not found: install a Rust toolchain >= 1.89 (rustup)" >&2
+  exit 1
+fi

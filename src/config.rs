@@ -1,0 +1,210 @@
+//! The agent's configuration file (`run --config FILE`), YAML. Every key is documented in the
+//! README's configuration reference; unknown keys are refused with their path.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use wirelens_protocols::Protocol;
+
+use crate::capture::{CaptureConfig, MAX_CAPTURE_BYTES};
+use crate::conntrack::ConntrackConfig;
+use crate::output::Format;
+
+/// The whole file. Every field has a default, so an empty file is valid.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Payload prefix copied from each read/write, bytes (1..=8192).
+    pub capture_bytes: u32,
+    /// Capture only these process ids; empty: every process.
+    pub pids: Vec<u32>,
+    /// `jsonl` or `table`.
+    pub format: Format,
+    /// Write records to this file instead of stdout.
+    pub output: Option<PathBuf>,
+    /// Protocols to parse.
+    pub protocols: Vec<String>,
+    /// A request with no response after this many ms is reported as `timeout`.
+    pub request_timeout_ms: u64,
+    /// A connection with no traffic for this many ms is forgotten.
+    pub idle_timeout_ms: u64,
+    /// Connections tracked at once in user space.
+    pub max_connections: usize,
+    /// Ring buffer bytes queued before the kernel wakes the reader.
+    pub wakeup_bytes: u64,
+    /// The reader drains the ring buffer at least this often, ms.
+    pub drain_interval_ms: u64,
+    /// Seconds between counter summaries in the log (0: only at exit).
+    pub stats_interval_s: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            capture_bytes: 4096,
+            pids: Vec::new(),
+            format: Format::Jsonl,
+            output: None,
+            protocols: Protocol::ALL.iter().map(|p| p.name().to_string()).collect(),
+            request_timeout_ms: 30_000,
+            idle_timeout_ms: 300_000,
+            max_connections: 65_536,
+            wakeup_bytes: 256 * 1024,
+            drain_interval_ms: 20,
+            stats_interval_s: 60,
+        }
+    }
+}
+
+/// A configuration that could not be used; the message names the field.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: at `{field}`: {message}")]
+    Parse {
+        path: PathBuf,
+        field: String,
+        message: String,
+    },
+    #[error("`{field}`: {message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
+}
+
+/// What `run` needs, checked and built from a [`Config`].
+#[derive(Clone, Debug)]
+pub struct RunSettings {
+    pub capture: CaptureConfig,
+    pub conntrack: ConntrackConfig,
+    pub format: Format,
+    pub output: Option<PathBuf>,
+    pub stats_interval_s: u64,
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::parse(&text).map_err(|(field, message)| ConfigError::Parse {
+            path: path.to_path_buf(),
+            field,
+            message,
+        })
+    }
+
+    /// Parses YAML text; on error, the path of the offending field and the message.
+    pub fn parse(text: &str) -> Result<Config, (String, String)> {
+        if text.trim().is_empty() {
+            return Ok(Config::default());
+        }
+        let de = serde_yaml::Deserializer::from_str(text);
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let field = e.path().to_string();
+            (field, e.into_inner().to_string())
+        })
+    }
+
+    /// Checks every value and builds the runtime settings.
+    pub fn build(&self) -> Result<RunSettings, ConfigError> {
+        if self.capture_bytes == 0 || self.capture_bytes > MAX_CAPTURE_BYTES {
+            return Err(ConfigError::Invalid {
+                field: "capture_bytes",
+                message: format!(
+                    "{} is out of range 1..={MAX_CAPTURE_BYTES}",
+                    self.capture_bytes
+                ),
+            });
+        }
+        let mut protocols = Vec::new();
+        for name in &self.protocols {
+            match Protocol::from_name(name) {
+                Some(p) => protocols.push(p),
+                None => {
+                    return Err(ConfigError::Invalid {
+                        field: "protocols",
+                        message: format!(
+                            "unknown protocol `{name}` (known: http, mysql, pgsql, redis, dns)"
+                        ),
+                    })
+                }
+            }
+        }
+        if self.max_connections == 0 {
+            return Err(ConfigError::Invalid {
+                field: "max_connections",
+                message: "must be at least 1".into(),
+            });
+        }
+        if self.drain_interval_ms == 0 {
+            return Err(ConfigError::Invalid {
+                field: "drain_interval_ms",
+                message: "must be at least 1".into(),
+            });
+        }
+        Ok(RunSettings {
+            capture: CaptureConfig {
+                capture_bytes: self.capture_bytes,
+                pids: self.pids.clone(),
+                wakeup_bytes: self.wakeup_bytes,
+                drain_interval: std::time::Duration::from_millis(self.drain_interval_ms),
+            },
+            conntrack: ConntrackConfig {
+                max_conns: self.max_connections,
+                request_timeout_ns: self.request_timeout_ms.saturating_mul(1_000_000),
+                idle_timeout_ns: self.idle_timeout_ms.saturating_mul(1_000_000),
+                protocols,
+            },
+            format: self.format,
+            output: self.output.clone(),
+            stats_interval_s: self.stats_interval_s,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_is_default() {
+        assert_eq!(Config::parse("").unwrap(), Config::default());
+        assert!(Config::default().build().is_ok());
+    }
+
+    #[test]
+    fn reads_fields() {
+        let c = Config::parse("capture_bytes: 512\npids: [1, 2]\nformat: table\n").unwrap();
+        assert_eq!(c.capture_bytes, 512);
+        assert_eq!(c.pids, vec![1, 2]);
+        assert_eq!(c.format, Format::Table);
+    }
+
+    #[test]
+    fn unknown_field_is_refused_with_its_path() {
+        let (field, msg) = Config::parse("capture_bytes: 10\nbogus: 1\n").unwrap_err();
+        assert_eq!(field, ".");
+        assert!(msg.contains("unknown field `bogus`"), "{msg}");
+        let (field, msg) = Config::parse("capture_bytes: lots\n").unwrap_err();
+        assert_eq!(field, "capture_bytes");
+        assert!(msg.contains("invalid"), "{msg}");
+    }
+
+    #[test]
+    fn out_of_range_values_are_refused() {
+        let c = Config::parse("capture_bytes: 100000\n").unwrap();
+        let e = c.build().unwrap_err().to_string();
+        assert!(e.contains("capture_bytes") && e.contains("8192"), "{e}");
+        let c = Config::parse("protocols: [http, smtp]\n").unwrap();
+        let e = c.build().unwrap_err().to_string();
+        assert!(e.contains("smtp"), "{e}");
+    }
+}

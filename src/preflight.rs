@@ -1,0 +1,162 @@
+//! What the host must offer before the agent loads anything, and `wirelens check`.
+
+use std::mem::MaybeUninit;
+use std::path::Path;
+
+use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
+
+use crate::capture::skel::WirelensSkelBuilder;
+use crate::capture::sys;
+
+/// Syscall tracepoints the programs attach to.
+pub const TRACEPOINTS: &[&str] = &[
+    "read", "write", "readv", "writev", "sendto", "recvfrom", "sendmsg", "recvmsg", "connect",
+    "accept", "accept4", "close",
+];
+
+/// Fails with what is missing when this process may not load BPF programs.
+pub fn require_privileges() -> anyhow::Result<()> {
+    let missing = missing_privileges();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "insufficient privileges: missing {}; run as root, or grant CAP_BPF and CAP_PERFMON \
+         (CAP_SYS_ADMIN on kernels before 5.8) and CAP_DAC_READ_SEARCH to read other \
+         processes' /proc entries",
+        missing.join(" and ")
+    )
+}
+
+/// Names of the capabilities this process lacks to load and attach the programs.
+pub fn missing_privileges() -> Vec<&'static str> {
+    let caps = sys::effective_caps();
+    if sys::has_cap(caps, sys::CAP_SYS_ADMIN) {
+        return Vec::new();
+    }
+    let mut missing = Vec::new();
+    if !sys::has_cap(caps, sys::CAP_BPF) {
+        missing.push("CAP_BPF");
+    }
+    if !sys::has_cap(caps, sys::CAP_PERFMON) {
+        missing.push("CAP_PERFMON");
+    }
+    missing
+}
+
+struct Check {
+    name: String,
+    result: Result<String, String>,
+}
+
+/// `wirelens check`: every requirement, each with what to do when missing. Returns whether
+/// the agent can run here.
+pub fn check() -> bool {
+    let mut checks = Vec::new();
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into());
+    checks.push(Check {
+        name: "kernel".into(),
+        result: Ok(kernel),
+    });
+    checks.push(Check {
+        name: "BTF".into(),
+        result: if Path::new(sys::BTF).exists() {
+            Ok(sys::BTF.into())
+        } else {
+            Err(format!(
+                "{} is missing: use a kernel built with CONFIG_DEBUG_INFO_BTF=y",
+                sys::BTF
+            ))
+        },
+    });
+    let missing = missing_privileges();
+    checks.push(Check {
+        name: "privileges".into(),
+        result: if missing.is_empty() {
+            Ok("root or CAP_BPF+CAP_PERFMON".into())
+        } else {
+            Err(format!(
+                "missing {}: run as root or grant CAP_BPF and CAP_PERFMON",
+                missing.join(" and ")
+            ))
+        },
+    });
+    let tracefs = sys::ensure_tracefs();
+    checks.push(Check {
+        name: "tracefs".into(),
+        result: tracefs.clone().map(|_| sys::TRACEFS.to_string()),
+    });
+    if tracefs.is_ok() {
+        let absent: Vec<String> = TRACEPOINTS
+            .iter()
+            .flat_map(|s| [format!("sys_enter_{s}"), format!("sys_exit_{s}")])
+            .filter(|tp| {
+                !Path::new(sys::TRACEFS)
+                    .join("events/syscalls")
+                    .join(tp)
+                    .is_dir()
+            })
+            .collect();
+        checks.push(Check {
+            name: "syscall tracepoints".into(),
+            result: if absent.is_empty() {
+                Ok(format!("{} present", TRACEPOINTS.len() * 2))
+            } else {
+                Err(format!(
+                    "missing {}: the kernel needs CONFIG_FTRACE_SYSCALLS=y",
+                    absent.join(", ")
+                ))
+            },
+        });
+    }
+    if missing.is_empty() && tracefs.is_ok() {
+        checks.push(Check {
+            name: "load and attach".into(),
+            result: load_and_attach(),
+        });
+    }
+    let mut ok = true;
+    for c in &checks {
+        match &c.result {
+            Ok(detail) => println!("ok    {:<20} {detail}", c.name),
+            Err(what) => {
+                ok = false;
+                println!("FAIL  {:<20} {what}", c.name)
+            }
+        }
+    }
+    println!(
+        "{}",
+        if ok {
+            "wirelens can run on this host"
+        } else {
+            "wirelens cannot run on this host until the failures above are fixed"
+        }
+    );
+    ok
+}
+
+/// Loads the programs (ring buffer included) and attaches each once, then detaches.
+fn load_and_attach() -> Result<String, String> {
+    let mut object = MaybeUninit::uninit();
+    let open = WirelensSkelBuilder::default()
+        .open(&mut object)
+        .map_err(|e| format!("opening the BPF object: {e}"))?;
+    let skel = open
+        .load()
+        .map_err(|e| format!("loading (verifier or ring buffer): {e}"))?;
+    let mut links = Vec::new();
+    for prog in skel.object().progs_mut() {
+        let name = prog.name().to_string_lossy().into_owned();
+        links.push(
+            prog.attach()
+                .map_err(|e| format!("attaching {name}: {e}"))?,
+        );
+    }
+    Ok(format!(
+        "{} programs attached and detached, ring buffer created",
+        links.len()
+    ))
+}

@@ -1,0 +1,111 @@
+//! `wirelens run`: the live pipeline. capture (thread) -> conntrack/parse/pair (task) -> output.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::sync::mpsc;
+
+use crate::capture::decode::clock_ns;
+use crate::capture::{Capture, CaptureCounters};
+use crate::config::RunSettings;
+use crate::conntrack::{Conntrack, ConntrackStats};
+use crate::output::RecordWriter;
+use crate::preflight;
+
+/// Runs until SIGINT or SIGTERM, then detaches, flushes what is paired and returns.
+pub async fn run(settings: RunSettings) -> anyhow::Result<()> {
+    preflight::require_privileges()?;
+    let mut writer = RecordWriter::open(settings.format, settings.output.as_deref())
+        .context("opening the output")?;
+    let (tx, mut rx) = mpsc::channel(256);
+    let capture = Capture::start(settings.capture.clone(), tx)?;
+    let counters = capture.counters.clone();
+    let mut conntrack = Conntrack::new(settings.conntrack.clone());
+    let mut records = Vec::new();
+
+    let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut sweep = tokio::time::interval(Duration::from_secs(1));
+    let stats_every = settings.stats_interval_s;
+    let mut last_stats = std::time::Instant::now();
+    // Tests and scripts wait for this line before they send traffic.
+    eprintln!("wirelens: capturing (pid {})", std::process::id());
+
+    let mut stopping = false;
+    loop {
+        tokio::select! {
+            batch = rx.recv() => {
+                let Some(batch) = batch else { break };
+                for ev in batch {
+                    conntrack.handle(ev, &mut records);
+                }
+                write_all(&mut writer, &mut records)?;
+            }
+            _ = sweep.tick() => {
+                conntrack.sweep(clock_ns(libc::CLOCK_REALTIME), &mut records);
+                write_all(&mut writer, &mut records)?;
+                if stats_every > 0 && last_stats.elapsed().as_secs() >= stats_every {
+                    log_stats(&counters, &conntrack.stats(), conntrack.len());
+                    last_stats = std::time::Instant::now();
+                }
+            }
+            _ = sigint.recv(), if !stopping => { stopping = true; capture.request_stop(); }
+            _ = sigterm.recv(), if !stopping => { stopping = true; capture.request_stop(); }
+        }
+    }
+    capture.stop();
+    write_all(&mut writer, &mut records)?;
+    writer.flush().context("flushing the output")?;
+    let stats = conntrack.stats();
+    log_stats(&counters, &stats, conntrack.len());
+    eprintln!("wirelens: {}", summary(&counters, &stats, writer.written));
+    Ok(())
+}
+
+fn write_all(
+    writer: &mut RecordWriter,
+    records: &mut Vec<crate::output::Record>,
+) -> anyhow::Result<()> {
+    for r in records.drain(..) {
+        writer.write(&r).context("writing a record")?;
+    }
+    writer.flush().context("flushing the output")?;
+    Ok(())
+}
+
+/// One line with every counter, for the log and the exit summary.
+pub fn summary(c: &CaptureCounters, s: &ConntrackStats, written: u64) -> String {
+    use std::sync::atomic::Ordering::Relaxed;
+    format!(
+        "records={written} kernel_events={} lost_ringbuf={} read_faults={} conn_table_full={} \
+         inflight_full={} decode_errors={} conns={} parse_errors={} unmatched_responses={} \
+         lost_in_gap={} undetermined_side={} unknown_protocol={}",
+        c.kernel_data_events.load(Relaxed),
+        c.lost(),
+        c.kernel_read_faults.load(Relaxed),
+        c.kernel_conn_table_full.load(Relaxed),
+        c.kernel_inflight_full.load(Relaxed),
+        c.decode_errors.load(Relaxed),
+        s.conns_opened,
+        s.parse.parse_errors,
+        s.parse.unmatched_responses,
+        s.parse.lost_in_gap,
+        s.undetermined_side_events,
+        s.unknown_protocol_events,
+    )
+}
+
+fn log_stats(c: &CaptureCounters, s: &ConntrackStats, conns: usize) {
+    use std::sync::atomic::Ordering::Relaxed;
+    tracing::info!(
+        kernel_events = c.kernel_data_events.load(Relaxed),
+        lost_ringbuf = c.lost(),
+        read_faults = c.kernel_read_faults.load(Relaxed),
+        decode_errors = c.decode_errors.load(Relaxed),
+        conns_tracked = conns,
+        exchanges = s.exchanges,
+        parse_errors = s.parse.parse_errors,
+        unmatched_responses = s.parse.unmatched_responses,
+        "counters"
+    );
+}

@@ -1,0 +1,363 @@
+//! Helpers of the live tests: the agent, real servers, and their cleanup.
+//!
+//! Every process a test starts is owned by a guard that kills it by pid and waits for it when
+//! the guard drops, so a failing test leaves nothing running.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Live tests take this lock: one agent at a time keeps counts and timings clean.
+pub static LIVE: Mutex<()> = Mutex::new(());
+
+/// True when the root-only tests must run. They skip only when WIRELENS_SKIP_ROOT_TESTS=1 asks
+/// for it; without root and without that variable they fail, saying why.
+pub fn root_tests_enabled() -> bool {
+    if std::env::var("WIRELENS_SKIP_ROOT_TESTS").as_deref() == Ok("1") {
+        eprintln!("skipping: WIRELENS_SKIP_ROOT_TESTS=1");
+        return false;
+    }
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(
+        euid, 0,
+        "live tests need root (CI runs as root); set WIRELENS_SKIP_ROOT_TESTS=1 to skip them"
+    );
+    true
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_wirelens")
+}
+
+/// A child process killed (SIGKILL unless stopped before) and reaped on drop.
+pub struct Proc {
+    pub child: Child,
+    pub name: String,
+}
+
+impl Proc {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill() on a pid this guard owns and has not reaped yet.
+        unsafe { libc::kill(self.child.id() as i32, sig) };
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("binding a loopback port")
+}
+
+pub fn wait_for_port(port: u16) {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(10) {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("nothing listens on 127.0.0.1:{port} after 10 s");
+}
+
+/// The agent, started with `run --format jsonl --output FILE` plus `args`.
+pub struct Agent {
+    pub proc: Proc,
+    pub out: PathBuf,
+    pub stderr: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Agent {
+    pub fn start(args: &[String]) -> Agent {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = dir.path().join("records.jsonl");
+        let stderr = dir.path().join("stderr.log");
+        let child = Command::new(bin())
+            .arg("run")
+            .args(["--format", "jsonl", "--output"])
+            .arg(&out)
+            .args(args)
+            .env("WIRELENS_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr).expect("stderr file"))
+            .spawn()
+            .expect("starting wirelens run");
+        let proc = Proc {
+            child,
+            name: "wirelens".into(),
+        };
+        let start = Instant::now();
+        loop {
+            let text = std::fs::read_to_string(&stderr).unwrap_or_default();
+            if text.contains("wirelens: capturing") {
+                break;
+            }
+            if start.elapsed() > Duration::from_secs(30) || text.contains("error") {
+                panic!("agent did not start: {text}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Agent {
+            proc,
+            out,
+            stderr,
+            _dir: dir,
+        }
+    }
+
+    /// SIGINT, wait for exit 0, and return the records and the agent's stderr.
+    pub fn stop(mut self) -> (Vec<serde_json::Value>, String) {
+        // Let the last events reach the ring buffer reader before detaching.
+        std::thread::sleep(Duration::from_millis(300));
+        self.proc.signal(libc::SIGINT);
+        let start = Instant::now();
+        let status = loop {
+            if let Some(s) = self.proc.child.try_wait().expect("waiting for the agent") {
+                break s;
+            }
+            if start.elapsed() > Duration::from_secs(20) {
+                panic!("agent did not exit within 20 s of SIGINT");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let stderr = std::fs::read_to_string(&self.stderr).unwrap_or_default();
+        assert!(status.success(), "agent exited with {status}: {stderr}");
+        let text = std::fs::read_to_string(&self.out).unwrap_or_default();
+        let records = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSONL {l}: {e}")))
+            .collect();
+        (records, stderr)
+    }
+}
+
+/// nginx from Debian with its own configuration in a temp dir, on 127.0.0.1:`port`, one
+/// worker. Serves `root` and answers `/echo` POSTs with 201.
+pub struct Nginx {
+    pub master: Proc,
+    pub port: u16,
+    pub root: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Nginx {
+    pub fn start() -> Nginx {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().join("www");
+        std::fs::create_dir_all(&root).expect("www");
+        std::fs::write(root.join("index.html"), "<h1>wirelens</h1>\n").expect("index");
+        std::fs::write(root.join("a.txt"), "a".repeat(100)).expect("a.txt");
+        std::fs::write(root.join("big.bin"), vec![b'x'; 64 * 1024]).expect("big");
+        let port = free_port();
+        let conf = dir.path().join("nginx.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "daemon off;\nworker_processes 1;\nuser root;\npid {d}/nginx.pid;\n\
+                 error_log {d}/error.log;\nevents {{ worker_connections 256; }}\n\
+                 http {{\n access_log off;\n client_body_temp_path {d}/body;\n\
+                 proxy_temp_path {d}/proxy;\n fastcgi_temp_path {d}/fcgi;\n\
+                 uwsgi_temp_path {d}/uwsgi;\n scgi_temp_path {d}/scgi;\n\
+                 keepalive_requests 10000;\n\
+                 server {{\n  listen 127.0.0.1:{port};\n  root {r};\n\
+                 location /echo {{ return 201 \"created\\n\"; }}\n }}\n}}\n",
+                d = dir.path().display(),
+                r = root.display(),
+            ),
+        )
+        .expect("nginx.conf");
+        let nginx = which("nginx").unwrap_or_else(|| PathBuf::from("/usr/sbin/nginx"));
+        let child = Command::new(nginx)
+            .arg("-c")
+            .arg(&conf)
+            .arg("-e")
+            .arg(dir.path().join("error.log"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting nginx");
+        let master = Proc {
+            child,
+            name: "nginx".into(),
+        };
+        wait_for_port(port);
+        Nginx {
+            master,
+            port,
+            root,
+            _dir: dir,
+        }
+    }
+
+    /// The worker processes (children of the master): they do the socket I/O.
+    pub fn workers(&self) -> Vec<u32> {
+        children(self.master.pid())
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        for w in self.workers() {
+            // SAFETY: signalling a child of a process this test started.
+            unsafe { libc::kill(w as i32, libc::SIGKILL) };
+        }
+    }
+}
+
+/// Python's http.server (HTTP/1.1, keep-alive) serving a temp dir on 127.0.0.1:`port`.
+pub struct PyServer {
+    pub proc: Proc,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl PyServer {
+    pub fn start() -> PyServer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("hello.txt"), "hello from python\n").expect("file");
+        let script = dir.path().join("server.py");
+        std::fs::write(
+            &script,
+            "import http.server, sys\n\
+             class H(http.server.SimpleHTTPRequestHandler):\n\
+             \x20   protocol_version = 'HTTP/1.1'\n\
+             \x20   def log_message(self, *a): pass\n\
+             http.server.ThreadingHTTPServer(('127.0.0.1', int(sys.argv[1])), H).serve_forever()\n",
+        )
+        .expect("server.py");
+        let port = free_port();
+        let child = Command::new("python3")
+            .arg(&script)
+            .arg(port.to_string())
+            .current_dir(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting python3");
+        let proc = Proc {
+            child,
+            name: "python3".into(),
+        };
+        wait_for_port(port);
+        PyServer {
+            proc,
+            port,
+            _dir: dir,
+        }
+    }
+}
+
+pub fn which(name: &str) -> Option<PathBuf> {
+    for dir in ["/usr/sbin", "/usr/bin", "/sbin", "/bin", "/usr/local/bin"] {
+        let p = Path::new(dir).join(name);
+        if p.exists() {
+            return Some(p);
+        }
+    }
+    None
+}
+
+/// Child pids of `pid`, from /proc.
+pub fn children(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir("/proc") {
+        for e in entries.flatten() {
+            let Ok(p) = e.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
+            // Field 4 (ppid) follows the ")" that ends the command name.
+            if let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) {
+                let ppid = rest.split_whitespace().nth(1).and_then(|s| s.parse().ok());
+                if ppid == Some(pid) {
+                    out.push(p);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// An HTTP/1.1 client on one keep-alive connection that sends requests and reads responses
+/// (Content-Length bodies), returning the status of each.
+pub struct Client {
+    stream: BufReader<TcpStream>,
+}
+
+impl Client {
+    pub fn connect(port: u16) -> Client {
+        let s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(10))).ok();
+        Client {
+            stream: BufReader::new(s),
+        }
+    }
+
+    /// Writes all `requests` in one write (pipelining when there are several), then reads
+    /// as many responses; `head` marks which requests are HEAD (no body in the response).
+    pub fn send(&mut self, requests: &[(&str, &str)]) -> Vec<u16> {
+        let mut buf = String::new();
+        for (method, path) in requests {
+            buf.push_str(&format!(
+                "{method} {path} HTTP/1.1\r\nHost: localhost\r\nUser-Agent: wirelens-test\r\n\
+                 Content-Length: 0\r\n\r\n"
+            ));
+        }
+        self.stream
+            .get_mut()
+            .write_all(buf.as_bytes())
+            .expect("write");
+        requests
+            .iter()
+            .map(|(method, _)| self.read_response(*method == "HEAD"))
+            .collect()
+    }
+
+    fn read_response(&mut self, head: bool) -> u16 {
+        let mut line = String::new();
+        self.stream.read_line(&mut line).expect("status line");
+        let status: u16 = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("bad status line {line:?}"));
+        let mut len = 0usize;
+        loop {
+            let mut h = String::new();
+            self.stream.read_line(&mut h).expect("header");
+            if h == "\r\n" || h.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = h.split_once(':') {
+                if k.eq_ignore_ascii_case("content-length") {
+                    len = v.trim().parse().expect("content-length");
+                }
+            }
+        }
+        if !head {
+            let mut body = vec![0; len];
+            self.stream.read_exact(&mut body).expect("body");
+        }
+        status
+    }
+}

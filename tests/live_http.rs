@@ -1,0 +1,228 @@
+//! Live HTTP tests: the agent, on this kernel, observes real nginx and Python servers driven
+//! with a known workload. Root only (CI is root); WIRELENS_SKIP_ROOT_TESTS=1 skips them.
+
+mod common;
+
+use std::process::Command;
+use std::time::Instant;
+
+use common::*;
+use serde_json::Value;
+
+fn http_records(records: &[Value], role: &str) -> Vec<(String, String, u64)> {
+    records
+        .iter()
+        .filter(|r| r["protocol"] == "http" && r["role"] == role)
+        .map(|r| {
+            (
+                r["request"]["method"].as_str().unwrap_or("").to_string(),
+                r["request"]["path"].as_str().unwrap_or("").to_string(),
+                r["response"]["status"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect()
+}
+
+fn pid_args(pids: &[u32]) -> Vec<String> {
+    pids.iter()
+        .flat_map(|p| ["--pid".to_string(), p.to_string()])
+        .collect()
+}
+
+fn assert_latencies(records: &[Value], wall_ns: u128) {
+    for r in records {
+        let l = r["latency_ns"].as_u64().expect("latency_ns") as u128;
+        assert!(
+            l > 0 && l < wall_ns,
+            "latency {l} ns outside (0, {wall_ns})"
+        );
+    }
+}
+
+#[test]
+fn root_live_nginx_keepalive_and_pipelined_exact() {
+    if !root_tests_enabled() {
+        return;
+    }
+    let _g = LIVE.lock().unwrap_or_else(|e| e.into_inner());
+    let nginx = Nginx::start();
+    let agent = Agent::start(&pid_args(&nginx.workers()));
+    let t0 = Instant::now();
+
+    // Keep-alive: one request at a time on one connection.
+    let mut c = Client::connect(nginx.port);
+    let mut expected = Vec::new();
+    for (m, p) in [
+        ("GET", "/index.html"),
+        ("GET", "/a.txt?x=1&y=2"),
+        ("GET", "/missing"),
+        ("HEAD", "/a.txt"),
+        ("POST", "/echo"),
+    ] {
+        let st = c.send(&[(m, p)]);
+        expected.push((m.to_string(), p.to_string(), st[0] as u64));
+    }
+    // Pipelined: five requests in one write, then five responses.
+    let batch = [
+        ("GET", "/index.html?p=1"),
+        ("GET", "/nope-1"),
+        ("GET", "/a.txt?p=3"),
+        ("GET", "/index.html?p=4"),
+        ("GET", "/nope-5"),
+    ];
+    let mut p = Client::connect(nginx.port);
+    let st = p.send(&batch);
+    for ((m, path), s) in batch.iter().zip(st) {
+        expected.push((m.to_string(), path.to_string(), s as u64));
+    }
+    // curl, a real client, on its own connection.
+    let out = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
+        .arg(format!("http://127.0.0.1:{}/big.bin", nginx.port))
+        .output()
+        .expect("curl");
+    let code: u64 = String::from_utf8_lossy(&out.stdout)
+        .parse()
+        .expect("curl code");
+    expected.push(("GET".into(), "/big.bin".into(), code));
+    let wall = t0.elapsed().as_nanos();
+    drop(c);
+    drop(p);
+
+    let (records, stderr) = agent.stop();
+    let got = http_records(&records, "server");
+    assert_eq!(got, expected, "agent stderr: {stderr}");
+    assert_eq!(
+        records.len(),
+        expected.len(),
+        "only nginx's server side: {records:?}"
+    );
+    assert_latencies(&records, wall);
+    assert!(records.iter().all(|r| r["process"]["comm"] == "nginx"));
+    assert_eq!(expected[2].2, 404);
+    assert_eq!(expected[4].2, 201);
+    // The 64 KiB body is larger than the 4 KiB capture prefix: still paired, marked truncated.
+    let big = records.last().expect("big record");
+    assert_eq!(big["response"]["body_bytes"], 65536);
+    assert_eq!(big["truncated"], true);
+}
+
+#[test]
+fn root_live_python_server_and_pid_filter() {
+    if !root_tests_enabled() {
+        return;
+    }
+    let _g = LIVE.lock().unwrap_or_else(|e| e.into_inner());
+    let py = PyServer::start();
+    let nginx = Nginx::start();
+    // Only the Python server is selected: nginx's traffic must yield nothing.
+    let agent = Agent::start(&pid_args(&[py.proc.pid()]));
+    let t0 = Instant::now();
+    let mut expected = Vec::new();
+    for path in ["/hello.txt", "/nothing-here", "/hello.txt?again=1"] {
+        let out = Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
+            .arg(format!("http://127.0.0.1:{}{path}", py.port))
+            .output()
+            .expect("curl");
+        let code: u64 = String::from_utf8_lossy(&out.stdout).parse().expect("code");
+        expected.push(("GET".to_string(), path.to_string(), code));
+    }
+    let mut n = Client::connect(nginx.port);
+    assert_eq!(
+        n.send(&[("GET", "/index.html"), ("GET", "/a.txt")]),
+        [200, 200]
+    );
+    let wall = t0.elapsed().as_nanos();
+    let (records, stderr) = agent.stop();
+    assert_eq!(http_records(&records, "server"), expected, "{stderr}");
+    assert_eq!(records.len(), 3, "nginx is outside --pid: {records:?}");
+    assert_eq!(expected[1].2, 404);
+    assert_latencies(&records, wall);
+    for r in &records {
+        assert_eq!(r["process"]["pid"], py.proc.pid());
+        assert_eq!(r["status"], "ok", "404 is ok from the server's side");
+    }
+}
+
+#[test]
+fn root_live_connection_opened_before_agent() {
+    if !root_tests_enabled() {
+        return;
+    }
+    let _g = LIVE.lock().unwrap_or_else(|e| e.into_inner());
+    let nginx = Nginx::start();
+    let mut c = Client::connect(nginx.port);
+    assert_eq!(c.send(&[("GET", "/index.html")]), [200]);
+    // The connection exists before the agent attaches.
+    let agent = Agent::start(&pid_args(&nginx.workers()));
+    let st = c.send(&[("GET", "/a.txt?after=1")]);
+    let st2 = c.send(&[("GET", "/missing-after")]);
+    drop(c);
+    let (records, stderr) = agent.stop();
+    assert_eq!(
+        http_records(&records, "server"),
+        vec![
+            ("GET".into(), "/a.txt?after=1".into(), st[0] as u64),
+            ("GET".into(), "/missing-after".into(), st2[0] as u64),
+        ],
+        "{stderr}"
+    );
+    let r = &records[0];
+    assert_eq!(r["server"]["port"], nginx.port);
+    assert_eq!(r["server"]["ip"], "127.0.0.1");
+    assert_eq!(r["client"]["ip"], "127.0.0.1");
+}
+
+#[test]
+fn root_live_client_role_seen_from_curl() {
+    if !root_tests_enabled() {
+        return;
+    }
+    let _g = LIVE.lock().unwrap_or_else(|e| e.into_inner());
+    let nginx = Nginx::start();
+    // Watch curl (the client) and nginx together: each exchange appears once per side.
+    let dir = tempfile::tempdir().expect("tmp");
+    let script = dir.path().join("go.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nread x\nexec curl -s -o /dev/null http://127.0.0.1:{}/missing http://127.0.0.1:{}/index.html\n",
+            nginx.port, nginx.port
+        ),
+    )
+    .expect("script");
+    let mut child = Command::new("sh")
+        .arg(&script)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("sh");
+    let mut args = pid_args(&nginx.workers());
+    args.extend(pid_args(&[child.id()]));
+    let agent = Agent::start(&args);
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(b"go\n").expect("go");
+    }
+    let status = child.wait().expect("curl");
+    assert!(status.success());
+    let (records, stderr) = agent.stop();
+    let client = http_records(&records, "client");
+    let server = http_records(&records, "server");
+    let want = vec![
+        ("GET".to_string(), "/missing".to_string(), 404),
+        ("GET".to_string(), "/index.html".to_string(), 200),
+    ];
+    assert_eq!(client, want, "{stderr}");
+    assert_eq!(server, want, "{stderr}");
+    // 404 is an error only from the client's side (OpenTelemetry's rule).
+    for r in &records {
+        let expect = if r["role"] == "client" && r["response"]["status"] == 404 {
+            "error"
+        } else {
+            "ok"
+        };
+        assert_eq!(r["status"], expect, "{r}");
+    }
+}
