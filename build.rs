@@ -5,7 +5,8 @@ use std::path::PathBuf;
 
 use libbpf_cargo::SkeletonBuilder;
 
-const PROGRAMS: &[&str] = &["wirelens"];
+/// wirelens: the agent; floor: empty programs on the same hooks, for the overhead benchmark.
+const PROGRAMS: &[&str] = &["wirelens", "floor"];
 
 fn main() {
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));

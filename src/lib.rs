@@ -4,6 +4,7 @@ pub mod capture;
 pub mod config;
 pub mod conntrack;
 pub mod event;
+pub mod floor;
 pub mod output;
 pub mod preflight;
 pub mod replay;

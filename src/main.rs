@@ -49,6 +49,9 @@ enum Command {
     },
     /// Say whether this kernel and these privileges can run the agent.
     Check,
+    /// Attach empty programs to the same tracepoints until SIGINT (overhead benchmark floor).
+    #[command(hide = true)]
+    BenchFloor,
 }
 
 fn main() -> ExitCode {
@@ -73,6 +76,7 @@ fn main() -> ExitCode {
             output,
             files,
         } => wirelens::replay_cmd::replay(&files, format, output.as_deref()),
+        Command::BenchFloor => wirelens::floor::run(),
         Command::Check => {
             return if wirelens::preflight::check() {
                 ExitCode::SUCCESS

@@ -14,3 +14,8 @@ include!(concat!(env!("OUT_DIR"), "/wirelens.skel.rs"));
 unsafe impl plain::Plain for types::wl_data_event {}
 // SAFETY: as above.
 unsafe impl plain::Plain for types::wl_close_event {}
+
+/// Empty programs on the same tracepoints (`bpf/floor.bpf.c`), for the overhead benchmark.
+pub mod floor {
+    include!(concat!(env!("OUT_DIR"), "/floor.skel.rs"));
+}
