@@ -168,7 +168,7 @@ impl Conntrack {
                 .protocol
                 .or(inferred.map(|i| i.protocol))
                 .filter(|p| self.cfg.protocols.contains(p));
-            c.parser = c.protocol.and_then(new_parser);
+            c.parser = c.protocol.and_then(|p| new_parser(p, d.transport));
         }
         let Some(parser) = c.parser.as_mut() else {
             self.stats.unknown_protocol_events += 1;

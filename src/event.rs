@@ -6,6 +6,7 @@
 
 use std::net::SocketAddr;
 
+pub use wirelens_protocols::Transport;
 use wirelens_protocols::Protocol;
 
 /// Identifies one connection within one source. Live: (tgid, fd, table-entry time), so a
@@ -49,6 +50,8 @@ pub struct DataEvent {
     pub observer: Option<Observer>,
     /// The protocol the source inferred (the kernel does, live), if any.
     pub protocol: Option<Protocol>,
+    /// TCP (a byte stream) or UDP (each event one datagram).
+    pub transport: Transport,
     /// The captured bytes.
     pub data: Vec<u8>,
     /// Bytes that followed `data` in the stream but were not captured.

@@ -16,6 +16,7 @@ pub mod infer;
 pub mod mysql;
 pub mod pgsql;
 pub mod redis;
+pub mod sql;
 
 pub use exchange::{Exchange, Outcome, ParseStats, Request, Response, Role, Status, TraceContext};
 pub use infer::{infer, Confidence, Inference, MessageKind, Protocol};
@@ -71,10 +72,21 @@ pub trait ConnParser: Send {
     fn stats(&self) -> &ParseStats;
 }
 
-/// A new parser for a protocol, or `None` when the protocol has no parser yet.
-pub fn new_parser(protocol: Protocol) -> Option<Box<dyn ConnParser>> {
-    match protocol {
-        Protocol::Http => Some(Box::new(http::HttpParser::new())),
+/// How the bytes of a connection travel: a stream, or datagrams (each chunk one datagram).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Transport {
+    Tcp,
+    Udp,
+}
+
+/// A new parser for a protocol over a transport, or `None` when there is none for that pair.
+pub fn new_parser(protocol: Protocol, transport: Transport) -> Option<Box<dyn ConnParser>> {
+    match (protocol, transport) {
+        (Protocol::Http, Transport::Tcp) => Some(Box::new(http::HttpParser::new())),
+        (Protocol::Mysql, Transport::Tcp) => Some(Box::new(mysql::MysqlParser::new())),
+        (Protocol::Pgsql, Transport::Tcp) => Some(Box::new(pgsql::PgsqlParser::new())),
+        (Protocol::Redis, Transport::Tcp) => Some(Box::new(redis::RedisParser::new())),
+        (Protocol::Dns, t) => Some(Box::new(dns::DnsParser::new(t))),
         _ => None,
     }
 }

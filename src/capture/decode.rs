@@ -7,10 +7,11 @@ use wirelens_protocols::Protocol;
 use super::skel::types::{
     wl_close_event, wl_conn, wl_data_event, wl_data_flags, wl_direction, wl_event_type, wl_role,
 };
-use crate::event::{ClientHint, ConnKey, DataEvent, Observer, ProcessInfo, SourceEvent};
+use crate::event::{ClientHint, ConnKey, DataEvent, Observer, ProcessInfo, SourceEvent, Transport};
 
 const AF_INET: u16 = 2;
 const AF_INET6: u16 = 10;
+const SOCK_DGRAM: u8 = 2;
 
 /// Why a ring-buffer record could not be decoded (a kernel/user-space mismatch; counted).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -97,6 +98,11 @@ pub fn decode(bytes: &[u8], clock: Clock) -> Result<SourceEvent, DecodeError> {
                 local,
             }),
             protocol: Protocol::from_code(hdr.conn.protocol),
+            transport: if hdr.conn.sock_type == SOCK_DGRAM {
+                Transport::Udp
+            } else {
+                Transport::Tcp
+            },
             data: if failed { Vec::new() } else { data },
             missing: hdr.total.saturating_sub(if failed { 0 } else { captured }),
         }))

@@ -276,6 +276,7 @@ impl Conn {
                 client: self.client,
                 observer: None,
                 protocol: None,
+                transport: crate::event::Transport::Tcp,
                 data,
                 missing,
             }));

@@ -56,6 +56,7 @@ impl UdpTable {
             client: ClientHint::Unknown,
             observer: None,
             protocol: None,
+            transport: crate::event::Transport::Udp,
             data: dg.payload.to_vec(),
             missing: dg.cut,
         }));

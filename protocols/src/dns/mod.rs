@@ -21,3 +21,27 @@ pub struct DnsResponse {
     pub rcode: String,
     pub answers: u32,
 }
+
+/// Placeholder until the parser lands (issue #3): accepts bytes, produces nothing.
+pub struct DnsParser {
+    stats: crate::ParseStats,
+    _transport: crate::Transport,
+}
+
+impl DnsParser {
+    pub fn new(transport: crate::Transport) -> Self {
+        DnsParser {
+            stats: crate::ParseStats::default(),
+            _transport: transport,
+        }
+    }
+}
+
+impl crate::ConnParser for DnsParser {
+    fn push(&mut self, _chunk: crate::Chunk<'_>, _out: &mut Vec<crate::Exchange>) {}
+    fn close(&mut self, _ts_ns: u64, _reset: bool, _out: &mut Vec<crate::Exchange>) {}
+    fn expire(&mut self, _now_ns: u64, _timeout_ns: u64, _out: &mut Vec<crate::Exchange>) {}
+    fn stats(&self) -> &crate::ParseStats {
+        &self.stats
+    }
+}

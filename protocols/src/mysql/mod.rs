@@ -26,3 +26,24 @@ pub struct MysqlResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rows: Option<u64>,
 }
+
+/// Placeholder until the parser lands (issue #3): accepts bytes, produces nothing.
+#[derive(Default)]
+pub struct MysqlParser {
+    stats: crate::ParseStats,
+}
+
+impl MysqlParser {
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl crate::ConnParser for MysqlParser {
+    fn push(&mut self, _chunk: crate::Chunk<'_>, _out: &mut Vec<crate::Exchange>) {}
+    fn close(&mut self, _ts_ns: u64, _reset: bool, _out: &mut Vec<crate::Exchange>) {}
+    fn expire(&mut self, _now_ns: u64, _timeout_ns: u64, _out: &mut Vec<crate::Exchange>) {}
+    fn stats(&self) -> &crate::ParseStats {
+        &self.stats
+    }
+}
