@@ -24,6 +24,8 @@
 const volatile __u32 capture_bytes = WL_DEFAULT_CAPTURE;
 const volatile __u32 self_tgid = 0;
 const volatile __u8 filter_tgid = 0;
+/* Bit (1 << enum wl_protocol) set for each protocol to infer; others are never captured. */
+const volatile __u32 proto_mask = 0x3e;
 /* Wake the reader only when this much is queued; it also drains on a timer. */
 const volatile __u64 wakeup_bytes = 256 * 1024;
 
@@ -208,7 +210,9 @@ static __always_inline int data_exit(long ret)
 
 	if (c->protocol == WL_PROTO_UNKNOWN) {
 		__u8 proto = WL_PROTO_UNKNOWN;
-		int kind = got > 0 ? wl_infer(s->data, (__u32)got, &proto) : WL_MSG_NONE;
+		int kind = got > 0 ? wl_infer(s->data, (__u32)got, (__u64)ret, c->sock_type,
+					      proto_mask, &proto)
+				   : WL_MSG_NONE;
 		if (kind == WL_MSG_NONE) {
 			if (++c->infer_tries >= WL_INFER_ATTEMPTS)
 				c->protocol = WL_PROTO_IGNORED;

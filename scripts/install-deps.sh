@@ -6,7 +6,9 @@ set -euo pipefail
 
 want=(clang llvm libelf-dev zlib1g-dev pkg-config make)
 if [ "${1:-}" = "--test" ]; then
-  want+=(nginx-light python3 curl tcpdump tshark iproute2 bpftool util-linux procps)
+  want+=(nginx-light python3 curl tcpdump tshark iproute2 bpftool util-linux procps
+         redis-server redis-tools mariadb-server mariadb-client libdbd-mariadb-perl
+         postgresql postgresql-contrib dnsmasq-base dnsutils)
 fi
 
 missing=()

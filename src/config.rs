@@ -156,6 +156,7 @@ impl Config {
                 pids: self.pids.clone(),
                 wakeup_bytes: self.wakeup_bytes,
                 drain_interval: std::time::Duration::from_millis(self.drain_interval_ms),
+                protocols: protocols.clone(),
             },
             conntrack: ConntrackConfig {
                 max_conns: self.max_connections,

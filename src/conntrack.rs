@@ -150,7 +150,7 @@ impl Conntrack {
             return;
         };
         c.last_ts_ns = c.last_ts_ns.max(d.ts_ns);
-        let inferred = infer(&d.data);
+        let inferred = infer(&d.data, d.data.len() as u64 + d.missing, d.transport);
         if c.client.is_none() {
             c.client = match (d.client, inferred) {
                 (ClientHint::Client(a), _) => Some(a),

@@ -39,6 +39,8 @@ pub struct CaptureConfig {
     pub wakeup_bytes: u64,
     /// How often the reader drains the ring buffer when it was not woken.
     pub drain_interval: Duration,
+    /// Protocols the kernel infers; connections of others never send data.
+    pub protocols: Vec<wirelens_protocols::Protocol>,
 }
 
 impl Default for CaptureConfig {
@@ -48,6 +50,7 @@ impl Default for CaptureConfig {
             pids: Vec::new(),
             wakeup_bytes: 256 * 1024,
             drain_interval: Duration::from_millis(20),
+            protocols: wirelens_protocols::Protocol::ALL.to_vec(),
         }
     }
 }
@@ -188,6 +191,7 @@ fn run_thread(
         ro.self_tgid = std::process::id();
         ro.filter_tgid = u8::from(!cfg.pids.is_empty());
         ro.wakeup_bytes = cfg.wakeup_bytes;
+        ro.proto_mask = cfg.protocols.iter().fold(0u32, |m, p| m | 1 << (*p as u32));
     }
     let skel = open.load().map_err(CaptureError::Load)?;
     for pid in &cfg.pids {
