@@ -15,6 +15,7 @@ enum wl_buf_kind {
 struct wl_args {
 	__u64 buf;    /* buffer or iovec array (user pointer) */
 	__u64 iovlen; /* number of iovecs, for WL_BUF_IOV */
+	__u64 addr;   /* peer sockaddr of sendto/recvfrom/sendmsg/recvmsg (user pointer), or 0 */
 	__s32 fd;
 	__u8 dir;     /* enum wl_direction */
 	__u8 kind;    /* enum wl_buf_kind */

@@ -105,6 +105,22 @@ static __always_inline int read_socket(__s32 fd, struct wl_conn *c)
 	return 0;
 }
 
+/* The peer of one datagram on an unconnected UDP socket, from the call's sockaddr. */
+static __always_inline void read_peer(struct wl_conn *c, __u64 uaddr)
+{
+	struct sockaddr_in6 sa = {};
+	if (bpf_probe_read_user(&sa, sizeof(sa), (void *)uaddr))
+		return;
+	if (sa.sin6_family == AF_INET) {
+		struct sockaddr_in *in = (struct sockaddr_in *)&sa;
+		__builtin_memcpy(c->raddr, &in->sin_addr.s_addr, 4);
+		c->rport = bpf_ntohs(in->sin_port);
+	} else if (sa.sin6_family == AF_INET6) {
+		__builtin_memcpy(c->raddr, sa.sin6_addr.in6_u.u6_addr8, 16);
+		c->rport = bpf_ntohs(sa.sin6_port);
+	}
+}
+
 /* Makes a fresh table entry for (tgid, fd); returns it, or NULL. */
 static __always_inline struct wl_conn *track(__u32 tgid, __s32 fd, __u8 role)
 {
@@ -122,7 +138,8 @@ static __always_inline struct wl_conn *track(__u32 tgid, __s32 fd, __u8 role)
 	return bpf_map_lookup_elem(&conn_table, &key);
 }
 
-static __always_inline int data_enter(__s32 fd, __u64 buf, __u64 iovlen, __u8 dir, __u8 kind)
+static __always_inline int data_enter(__s32 fd, __u64 buf, __u64 iovlen, __u8 dir, __u8 kind,
+				      __u64 addr)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tgid = id >> 32;
@@ -134,7 +151,9 @@ static __always_inline int data_enter(__s32 fd, __u64 buf, __u64 iovlen, __u8 di
 		c = track(tgid, fd, WL_ROLE_UNKNOWN);
 	if (!c || c->protocol == WL_PROTO_IGNORED)
 		return 0;
-	struct wl_args a = { .buf = buf, .iovlen = iovlen, .fd = fd, .dir = dir, .kind = kind };
+	struct wl_args a = {
+		.buf = buf, .iovlen = iovlen, .addr = addr, .fd = fd, .dir = dir, .kind = kind
+	};
 	if (bpf_map_update_elem(&inflight, &id, &a, BPF_ANY))
 		count(WL_CNT_INFLIGHT_FULL);
 	return 0;
@@ -238,6 +257,8 @@ static __always_inline int data_exit(long ret)
 	s->hdr.captured = n;
 	bpf_get_current_comm(s->hdr.comm, sizeof(s->hdr.comm));
 	s->hdr.conn = *c;
+	if (c->sock_type == WL_SOCK_DGRAM && args.addr)
+		read_peer(&s->hdr.conn, args.addr);
 
 	__u64 flags = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes
 			      ? BPF_RB_FORCE_WAKEUP
@@ -254,7 +275,7 @@ static __always_inline int data_exit(long ret)
 SEC("tracepoint/syscalls/sys_enter_read")
 int tp_enter_read(struct trace_event_raw_sys_enter *ctx)
 {
-	return data_enter(ctx->args[0], ctx->args[1], 0, WL_DIR_INGRESS, WL_BUF_PLAIN);
+	return data_enter(ctx->args[0], ctx->args[1], 0, WL_DIR_INGRESS, WL_BUF_PLAIN, 0);
 }
 SEC("tracepoint/syscalls/sys_exit_read")
 int tp_exit_read(struct trace_event_raw_sys_exit *ctx) { return data_exit(ctx->ret); }
@@ -262,7 +283,7 @@ int tp_exit_read(struct trace_event_raw_sys_exit *ctx) { return data_exit(ctx->r
 SEC("tracepoint/syscalls/sys_enter_write")
 int tp_enter_write(struct trace_event_raw_sys_enter *ctx)
 {
-	return data_enter(ctx->args[0], ctx->args[1], 0, WL_DIR_EGRESS, WL_BUF_PLAIN);
+	return data_enter(ctx->args[0], ctx->args[1], 0, WL_DIR_EGRESS, WL_BUF_PLAIN, 0);
 }
 SEC("tracepoint/syscalls/sys_exit_write")
 int tp_exit_write(struct trace_event_raw_sys_exit *ctx) { return data_exit(ctx->ret); }
@@ -270,7 +291,8 @@ int tp_exit_write(struct trace_event_raw_sys_exit *ctx) { return data_exit(ctx->
 SEC("tracepoint/syscalls/sys_enter_recvfrom")
 int tp_enter_recvfrom(struct trace_event_raw_sys_enter *ctx)
 {
-	return data_enter(ctx->args[0], ctx->args[1], 0, WL_DIR_INGRESS, WL_BUF_PLAIN);
+	return data_enter(ctx->args[0], ctx->args[1], 0, WL_DIR_INGRESS, WL_BUF_PLAIN,
+			  ctx->args[4]);
 }
 SEC("tracepoint/syscalls/sys_exit_recvfrom")
 int tp_exit_recvfrom(struct trace_event_raw_sys_exit *ctx) { return data_exit(ctx->ret); }
@@ -278,7 +300,8 @@ int tp_exit_recvfrom(struct trace_event_raw_sys_exit *ctx) { return data_exit(ct
 SEC("tracepoint/syscalls/sys_enter_sendto")
 int tp_enter_sendto(struct trace_event_raw_sys_enter *ctx)
 {
-	return data_enter(ctx->args[0], ctx->args[1], 0, WL_DIR_EGRESS, WL_BUF_PLAIN);
+	return data_enter(ctx->args[0], ctx->args[1], 0, WL_DIR_EGRESS, WL_BUF_PLAIN,
+			  ctx->args[4]);
 }
 SEC("tracepoint/syscalls/sys_exit_sendto")
 int tp_exit_sendto(struct trace_event_raw_sys_exit *ctx) { return data_exit(ctx->ret); }
@@ -286,7 +309,7 @@ int tp_exit_sendto(struct trace_event_raw_sys_exit *ctx) { return data_exit(ctx-
 SEC("tracepoint/syscalls/sys_enter_readv")
 int tp_enter_readv(struct trace_event_raw_sys_enter *ctx)
 {
-	return data_enter(ctx->args[0], ctx->args[1], ctx->args[2], WL_DIR_INGRESS, WL_BUF_IOV);
+	return data_enter(ctx->args[0], ctx->args[1], ctx->args[2], WL_DIR_INGRESS, WL_BUF_IOV, 0);
 }
 SEC("tracepoint/syscalls/sys_exit_readv")
 int tp_exit_readv(struct trace_event_raw_sys_exit *ctx) { return data_exit(ctx->ret); }
@@ -294,7 +317,7 @@ int tp_exit_readv(struct trace_event_raw_sys_exit *ctx) { return data_exit(ctx->
 SEC("tracepoint/syscalls/sys_enter_writev")
 int tp_enter_writev(struct trace_event_raw_sys_enter *ctx)
 {
-	return data_enter(ctx->args[0], ctx->args[1], ctx->args[2], WL_DIR_EGRESS, WL_BUF_IOV);
+	return data_enter(ctx->args[0], ctx->args[1], ctx->args[2], WL_DIR_EGRESS, WL_BUF_IOV, 0);
 }
 SEC("tracepoint/syscalls/sys_exit_writev")
 int tp_exit_writev(struct trace_event_raw_sys_exit *ctx) { return data_exit(ctx->ret); }
@@ -305,7 +328,8 @@ static __always_inline int msg_enter(struct trace_event_raw_sys_enter *ctx, __u8
 	struct user_msghdr msg;
 	if (bpf_probe_read_user(&msg, sizeof(msg), (void *)ctx->args[1]))
 		return 0;
-	return data_enter(ctx->args[0], (__u64)msg.msg_iov, msg.msg_iovlen, dir, WL_BUF_IOV);
+	return data_enter(ctx->args[0], (__u64)msg.msg_iov, msg.msg_iovlen, dir, WL_BUF_IOV,
+			  (__u64)msg.msg_name);
 }
 
 SEC("tracepoint/syscalls/sys_enter_sendmsg")

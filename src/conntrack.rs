@@ -14,7 +14,7 @@ use wirelens_protocols::{
     infer, new_parser, Chunk, ConnParser, Exchange, MessageKind, ParseStats, Protocol, Role, Side,
 };
 
-use crate::event::{ClientHint, ConnKey, DataEvent, Observer, SourceEvent};
+use crate::event::{ClientHint, ConnKey, DataEvent, Observer, SourceEvent, Transport};
 use crate::output::{ProcessRecord, Record};
 
 /// Limits of the connection table.
@@ -61,6 +61,24 @@ pub struct ConntrackStats {
     pub parse: ParseStats,
 }
 
+/// A connection, or for a live UDP socket one of its peers: an unconnected socket talks to
+/// many, and each is its own flow of requests and responses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct FlowKey {
+    conn: ConnKey,
+    peer: Option<SocketAddr>,
+}
+
+impl FlowKey {
+    fn of(d: &DataEvent) -> FlowKey {
+        let peer = match (&d.observer, d.transport) {
+            (Some(o), Transport::Udp) => Some(if d.src == o.local { d.dst } else { d.src }),
+            _ => None,
+        };
+        FlowKey { conn: d.conn, peer }
+    }
+}
+
 struct Conn {
     client: Option<SocketAddr>,
     protocol: Option<Protocol>,
@@ -73,7 +91,7 @@ struct Conn {
 
 pub struct Conntrack {
     cfg: ConntrackConfig,
-    conns: LruCache<ConnKey, Conn>,
+    conns: LruCache<FlowKey, Conn>,
     stats: ConntrackStats,
     /// Parse counters of connections already gone.
     gone: ParseStats,
@@ -118,9 +136,22 @@ impl Conntrack {
         match ev {
             SourceEvent::Data(d) => self.data(d, out),
             SourceEvent::Close { conn, ts_ns, reset } => {
-                if let Some(c) = self.conns.pop(&conn) {
-                    self.stats.conns_closed += 1;
-                    self.retire(c, out, |p, ex| p.close(ts_ns, reset, ex));
+                let exact = FlowKey { conn, peer: None };
+                let keys: Vec<FlowKey> = if self.conns.contains(&exact) {
+                    vec![exact]
+                } else {
+                    // A UDP socket: every peer flow of it ends.
+                    self.conns
+                        .iter()
+                        .map(|(k, _)| *k)
+                        .filter(|k| k.conn == conn)
+                        .collect()
+                };
+                for key in keys {
+                    if let Some(c) = self.conns.pop(&key) {
+                        self.stats.conns_closed += 1;
+                        self.retire(c, out, |p, ex| p.close(ts_ns, reset, ex));
+                    }
                 }
             }
             SourceEvent::End { ts_ns } => self.finish(ts_ns, out),
@@ -131,7 +162,8 @@ impl Conntrack {
         self.stats.data_events += 1;
         self.stats.data_bytes += d.data.len() as u64;
         self.stats.missing_bytes += d.missing;
-        if !self.conns.contains(&d.conn) {
+        let key = FlowKey::of(&d);
+        if !self.conns.contains(&key) {
             let conn = Conn {
                 client: None,
                 protocol: None,
@@ -141,12 +173,12 @@ impl Conntrack {
                 ends: (d.src, d.dst),
             };
             self.stats.conns_opened += 1;
-            if let Some((_, old)) = self.conns.push(d.conn, conn) {
+            if let Some((_, old)) = self.conns.push(key, conn) {
                 self.stats.conns_evicted += 1;
                 self.retire(old, out, |p, ex| p.expire(u64::MAX, 0, ex));
             }
         }
-        let Some(c) = self.conns.get_mut(&d.conn) else {
+        let Some(c) = self.conns.get_mut(&key) else {
             return;
         };
         c.last_ts_ns = c.last_ts_ns.max(d.ts_ns);
