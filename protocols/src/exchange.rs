@@ -126,7 +126,8 @@ pub struct ParseStats {
     pub parse_errors: u64,
     /// Responses with no request waiting for them.
     pub unmatched_responses: u64,
-    /// Messages whose start was lost in a capture gap, skipped until the next boundary.
+    /// Message boundaries lost in a capture gap (the message is skipped to the next boundary,
+    /// or salvaged from what was captured and marked truncated).
     pub lost_in_gap: u64,
     /// Requests dropped because too many were waiting on one connection.
     pub pending_overflow: u64,

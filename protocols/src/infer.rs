@@ -153,7 +153,7 @@ pub fn infer_pgsql(b: &[u8], total: u64) -> Option<Inference> {
     let mlen = be32(b, 1)?;
     if (b[0] == b'Q' || b[0] == b'P')
         && mlen >= 5
-        && u64::from(mlen) + 1 <= total
+        && u64::from(mlen) < total
         && (b[0] == b'P' || u64::from(mlen) + 1 == total)
     {
         return found(Protocol::Pgsql, Request, Likely);

@@ -1,16 +1,47 @@
 //! HTTP/1.x (RFC 9112): message framing with httparse for heads, FIFO pairing.
+//!
+//! - `parse`: heads, header fields, body framing (RFC 9112 sections 2-6);
+//! - `body`: the chunked coding (RFC 9112 section 7.1);
+//! - `resync`: finding the next message start after garbage or a capture gap;
+//! - `held`: bytes kept across chunks, with their capture times;
+//! - `stream`: one direction's framing state machine, over captured and missing bytes;
+//! - `stitch`: request/response pairing (RFC 9112 section 9.3.2);
+//! - `trace`: the W3C `traceparent` header;
+//! - `route`: low-cardinality route templates ([`route_template`]).
 
 use serde::Serialize;
+
+use crate::{Chunk, ConnParser, Exchange, ParseStats, Side};
+
+mod body;
+mod held;
+mod parse;
+mod resync;
+mod route;
+mod stitch;
+mod stream;
+mod trace;
+
+pub use route::route_template;
+pub use stitch::MAX_PENDING;
+pub use stream::MAX_HEAD;
+pub use trace::parse_traceparent;
+
+use resync::Dir;
+use stitch::Stitcher;
+use stream::Stream;
 
 /// `request` of an HTTP record (record-schema.md).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct HttpRequest {
     pub method: String,
-    /// The request-target exactly as sent, query string included.
+    /// The request-target exactly as sent, query string included (RFC 9112 section 3.2).
+    /// When a capture gap cut the request-line, the captured prefix (the exchange is then
+    /// `truncated`).
     pub path: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
-    /// Low-cardinality template of the path, e.g. `/users/{id}`.
+    /// Low-cardinality template of the path, e.g. `/users/{id}` ([`route_template`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub route: Option<String>,
 }
@@ -18,20 +49,42 @@ pub struct HttpRequest {
 /// `response` of an HTTP record.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct HttpResponse {
+    /// Status code (RFC 9110 section 15).
     pub status: u16,
-    /// From Content-Length or the decoded chunk sizes.
+    /// From Content-Length or the decoded chunk sizes (RFC 9112 sections 6.3 and 7.1.3); 0
+    /// for responses without content (HEAD, 204, 304, RFC 9110 section 6.4.1).
     pub body_bytes: u64,
 }
 
-/// Placeholder until the parser lands (issue #2): accepts bytes, produces nothing.
+/// HTTP/1.0 and HTTP/1.1 on one connection (RFC 9112): frames both directions and pairs
+/// responses with requests first in, first out (RFC 9112 section 9.3.2).
+///
+/// - Bodies are delimited per RFC 9112 section 6.3: Content-Length, chunked (trailers
+///   skipped), none for HEAD/1xx/204/304, to the close of the connection otherwise.
+/// - Interim 1xx responses are skipped (RFC 9110 section 15.2); 101 Switching Protocols and a
+///   2xx answer to CONNECT end HTTP parsing on the connection.
+/// - Uncaptured bytes (`Chunk::missing`) inside a body are skipped like captured ones and mark
+///   the exchange `truncated`. Where they hit a head, a chunk-size line or trailers, the
+///   message boundary is lost: counted in `lost_in_gap`, and the direction resynchronises at
+///   the next request-line or status-line. A head cut that way still yields what it tells
+///   (method and target, status) as a truncated exchange.
+/// - Invalid bytes count one `parse_errors` per resynchronisation.
+/// - At most [`MAX_PENDING`] requests wait on one connection; heads over [`MAX_HEAD`] bytes
+///   are invalid.
 pub struct HttpParser {
-    stats: crate::ParseStats,
+    requests: Stream,
+    responses: Stream,
+    stitch: Stitcher,
 }
 
 impl HttpParser {
+    /// A parser for a new connection, expecting a request-line from the client and a
+    /// status-line from the server first (RFC 9112 sections 3 and 4).
     pub fn new() -> Self {
         HttpParser {
-            stats: crate::ParseStats::default(),
+            requests: Stream::new(Dir::Requests),
+            responses: Stream::new(Dir::Responses),
+            stitch: Stitcher::default(),
         }
     }
 }
@@ -42,11 +95,39 @@ impl Default for HttpParser {
     }
 }
 
-impl crate::ConnParser for HttpParser {
-    fn push(&mut self, _chunk: crate::Chunk<'_>, _out: &mut Vec<crate::Exchange>) {}
-    fn close(&mut self, _ts_ns: u64, _reset: bool, _out: &mut Vec<crate::Exchange>) {}
-    fn expire(&mut self, _now_ns: u64, _timeout_ns: u64, _out: &mut Vec<crate::Exchange>) {}
-    fn stats(&self) -> &crate::ParseStats {
-        &self.stats
+impl ConnParser for HttpParser {
+    fn push(&mut self, chunk: Chunk<'_>, out: &mut Vec<Exchange>) {
+        let stream = match chunk.side {
+            Side::Client => &mut self.requests,
+            Side::Server => &mut self.responses,
+        };
+        stream.push(
+            chunk.data,
+            chunk.ts_ns,
+            chunk.missing,
+            &mut self.stitch,
+            out,
+        );
+        if self.stitch.upgraded() {
+            self.requests.stop();
+            self.responses.stop();
+        }
+    }
+
+    /// A response read to close ends complete (the close is its end, RFC 9112 section 6.3
+    /// item 8), whether `reset` or not; a response cut inside a Content-Length or chunked
+    /// body ends `truncated`; then every request still waiting is reset.
+    fn close(&mut self, _ts_ns: u64, _reset: bool, out: &mut Vec<Exchange>) {
+        self.requests.finish(&mut self.stitch, out);
+        self.responses.finish(&mut self.stitch, out);
+        self.stitch.close(out);
+    }
+
+    fn expire(&mut self, now_ns: u64, timeout_ns: u64, out: &mut Vec<Exchange>) {
+        self.stitch.expire(now_ns, timeout_ns, out);
+    }
+
+    fn stats(&self) -> &ParseStats {
+        &self.stitch.stats
     }
 }

@@ -1,0 +1,114 @@
+//! Low-cardinality route templates from request-targets.
+//!
+//! Metrics and span names need a bounded set of names per service; request-targets are
+//! unbounded (ids, query strings). A route replaces every path segment that looks like an
+//! identifier with `{id}` and drops the query string, so `/users/42/orders?page=3` becomes
+//! `/users/{id}/orders`.
+
+/// The placeholder that replaces identifier segments.
+pub const ID: &str = "{id}";
+
+/// The route template of a request-target (RFC 9112 section 3.2).
+///
+/// - origin-form (`/a/b?q`): the path, without query string or fragment;
+/// - absolute-form (`http://host/a/b?q`, sent to proxies, RFC 9112 section 3.2.2): the path
+///   part of the URI, `/` when it has none;
+/// - asterisk-form (`*`) and authority-form (`host:443`, CONNECT): unchanged.
+///
+/// Each `/`-separated segment that is all digits, a UUID (8-4-4-4-12 hex digits), or a hex
+/// string of at least 8 characters holding at least one decimal digit becomes `{id}`. Empty
+/// segments and a trailing slash are kept as sent.
+///
+/// ```
+/// use wirelens_protocols::http::route_template;
+/// assert_eq!(route_template("/users/42/orders?page=3"), "/users/{id}/orders");
+/// assert_eq!(route_template("/blobs/0af3c9e1d2/raw"), "/blobs/{id}/raw");
+/// assert_eq!(route_template("/en/deadbeef"), "/en/deadbeef");
+/// ```
+pub fn route_template(target: &str) -> String {
+    let path = path_of(target);
+    let mut out = String::with_capacity(path.len());
+    for (i, segment) in path.split('/').enumerate() {
+        if i > 0 {
+            out.push('/');
+        }
+        if is_id(segment.as_bytes()) {
+            out.push_str(ID);
+        } else {
+            out.push_str(segment);
+        }
+    }
+    out
+}
+
+/// The path of a request-target: query and fragment cut, scheme and authority of an
+/// absolute-form target removed.
+fn path_of(target: &str) -> &str {
+    let end = target.find(['?', '#']).unwrap_or(target.len());
+    let target = &target[..end];
+    let lower_starts = |p: &str| {
+        target
+            .get(..p.len())
+            .is_some_and(|s| s.eq_ignore_ascii_case(p))
+    };
+    for scheme in ["http://", "https://"] {
+        if lower_starts(scheme) {
+            let rest = &target[scheme.len()..];
+            return match rest.find('/') {
+                Some(slash) => &rest[slash..],
+                None => "/",
+            };
+        }
+    }
+    target
+}
+
+/// Whether a path segment is an identifier (see [`route_template`]).
+fn is_id(s: &[u8]) -> bool {
+    if s.is_empty() {
+        return false;
+    }
+    if s.iter().all(u8::is_ascii_digit) {
+        return true;
+    }
+    is_uuid(s)
+        || (s.len() >= 8 && s.iter().all(u8::is_ascii_hexdigit) && s.iter().any(u8::is_ascii_digit))
+}
+
+/// RFC 9562 section 4 string form: 8-4-4-4-12 hex digits separated by `-`, any case.
+fn is_uuid(s: &[u8]) -> bool {
+    s.len() == 36
+        && s.iter().enumerate().all(|(i, b)| match i {
+            8 | 13 | 18 | 23 => *b == b'-',
+            _ => b.is_ascii_hexdigit(),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::route_template as t;
+
+    #[test]
+    fn identifiers_become_placeholders() {
+        assert_eq!(t("/"), "/");
+        assert_eq!(t("/users/42"), "/users/{id}");
+        assert_eq!(t("/users/42/"), "/users/{id}/");
+        assert_eq!(t("/a//7"), "/a//{id}");
+        assert_eq!(t("/o/123e4567-E89B-12d3-a456-426614174000/x"), "/o/{id}/x");
+        assert_eq!(t("/c/abcdef12"), "/c/{id}");
+        assert_eq!(t("/c/abcdef1"), "/c/abcdef1"); // 7 chars: too short
+        assert_eq!(t("/c/abcdefab"), "/c/abcdefab"); // no digit: a word
+        assert_eq!(t("/v1/items"), "/v1/items");
+        assert_eq!(t("/search?q=1"), "/search");
+        assert_eq!(t("/doc#frag"), "/doc");
+    }
+
+    #[test]
+    fn target_forms() {
+        assert_eq!(t("*"), "*");
+        assert_eq!(t("example.com:443"), "example.com:443");
+        assert_eq!(t("http://example.com/u/9?x"), "/u/{id}");
+        assert_eq!(t("HTTPS://example.com"), "/");
+        assert_eq!(t(""), "");
+    }
+}
