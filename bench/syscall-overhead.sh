@@ -1,88 +1,105 @@
 #!/usr/bin/env bash
-# What the probes add to one syscall. One run, five setups, the same workload each time
-# (N writes of 100 bytes to a loopback TCP socket, then to /dev/null, see src/bin/writeloop.rs):
+# What the probes add to one syscall. One run, four setups, the same workload each time
+# (N writes of 100 bytes to a loopback TCP socket, then to /dev/null; src/bin/writeloop.rs):
 #   none      no BPF program attached
 #   floor     empty programs on the same tracepoints (the cost of the tracepoint path itself)
 #   filtered  the agent running, this process outside --pid (dropped in the kernel)
 #   captured  the agent capturing this process (100 B copied per write, parsed in user space)
-# Prints ns per write for each, the deltas over the floor, and the agent's lost-event count.
+# For each: ns per write call (median of REPEAT runs) and the difference to the floor; for the
+# agent's setups also the kernel's own measure of its programs (bpf_stats: ns per run of the
+# write enter+exit programs), which is the probe cost without the noise of a 2-CPU machine,
+# and the events the agent lost.
+# The writer and its drain are pinned to CPU 0, the agent to CPU 1 (when there are two).
 # Usage (root): bench/syscall-overhead.sh [N=1000000] [REPEAT=3]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-1000000}
 REPEAT=${2:-3}
-cargo build --release -q --bin wirelens -p wirelens
-cargo build --release -q --bin writeloop -p wirelens-bench
-BIN=target/release
+cargo build --release -q -p wirelens --bin wirelens
+cargo build --release -q -p wirelens-bench --bin writeloop
+BIN=$PWD/target/release
+WORK_CPU=0
+AGENT_CPU=$(( $(nproc) > 1 ? 1 : 0 ))
 tmp=$(mktemp -d)
-pids=()
+agent=""
+old_stats=$(cat /proc/sys/kernel/bpf_stats_enabled 2>/dev/null || echo 0)
 cleanup() {
-  for p in "${pids[@]}"; do kill -INT "$p" 2>/dev/null || true; done
-  sleep 0.5
-  for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
+  [ -n "$agent" ] && kill -INT "$agent" 2>/dev/null || true
+  pkill -P $$ 2>/dev/null || true
+  echo "$old_stats" >/proc/sys/kernel/bpf_stats_enabled 2>/dev/null || true
   rm -rf "$tmp"
 }
 trap cleanup EXIT
+echo 1 >/proc/sys/kernel/bpf_stats_enabled
 
-one_run() { # $1 = setup name; prints "socket_ns=.. devnull_ns=.."
-  local setup=$1 agent=""
-  coproc DRAIN { exec "$BIN/writeloop" drain 0; }
-  local dpid=$DRAIN_PID
-  pids+=("$dpid")
-  local port
-  read -r port <&"${DRAIN[0]}"
-  coproc WL { exec "$BIN/writeloop" "$port" "$N"; }
-  local wpid=$WL_PID
-  pids+=("$wpid")
-  local wl_pid
-  read -r wl_pid <&"${WL[0]}"
-  case $setup in
-    floor)
-      "$BIN/wirelens" bench-floor 2>"$tmp/floor.err" & agent=$!
-      until grep -q attached "$tmp/floor.err" 2>/dev/null; do sleep 0.1; done ;;
-    filtered|captured)
-      local target=$wl_pid
-      [ "$setup" = filtered ] && target=1   # the agent watches only init, not the writer
-      "$BIN/wirelens" run --pid "$target" --output /dev/null 2>"$tmp/agent.err" & agent=$!
-      until grep -q capturing "$tmp/agent.err" 2>/dev/null; do sleep 0.1; done ;;
-  esac
-  [ -n "$agent" ] && pids+=("$agent")
-  echo go >&"${WL[1]}"
-  local result
-  read -r result <&"${WL[0]}"
-  wait "$wpid" 2>/dev/null || true
-  wait "$dpid" 2>/dev/null || true
-  if [ -n "$agent" ]; then
-    kill -INT "$agent"; wait "$agent" || true
-    if [ "$setup" = captured ]; then
-      grep -o 'lost_ringbuf=[0-9]*' "$tmp/agent.err" | tail -1 >"$tmp/lost"
-      grep -o 'kernel_events=[0-9]*' "$tmp/agent.err" | tail -1 >"$tmp/events"
-    fi
-  fi
-  echo "$result"
+# Sum of run_time_ns and run_cnt of the programs on sys_{enter,exit}_write named $1.
+prog_stats() {
+  bpftool prog show 2>/dev/null | awk -v pat="$1" '
+    /^[0-9]+:/ { keep = 0; for (i = 1; i <= NF; i++) if ($i == "name" && $(i+1) ~ pat) keep = 1 }
+    keep { for (i = 1; i <= NF; i++) { if ($i == "run_time_ns") t += $(i+1); if ($i == "run_cnt") c += $(i+1) } }
+    END { printf "%d %d\n", t, c }'
 }
 
-declare -A sock null
-for setup in none floor filtered captured; do sock[$setup]=""; null[$setup]=""; done
+one_run() { # $1 = setup; prints "socket_ns devnull_ns prog_ns lost events"
+  local setup=$1 d="$tmp/$1.$RANDOM"
+  mkdir -p "$d"
+  taskset -c "$WORK_CPU" "$BIN/writeloop" "$N" "$d" >"$d/out" &
+  local wl=$!
+  until [ -s "$d/pid" ]; do sleep 0.02; done
+  local wpid; wpid=$(cat "$d/pid")
+  agent=""
+  local pat="^fl_(enter|exit)_write\$"
+  case $setup in
+    floor)
+      taskset -c "$AGENT_CPU" "$BIN/wirelens" bench-floor 2>"$d/agent.err" & agent=$!
+      until grep -q attached "$d/agent.err" 2>/dev/null; do sleep 0.05; done ;;
+    filtered|captured)
+      local target=$wpid
+      [ "$setup" = filtered ] && target=1   # the agent watches only init
+      taskset -c "$AGENT_CPU" "$BIN/wirelens" run --pid "$target" --output /dev/null 2>"$d/agent.err" & agent=$!
+      until grep -q capturing "$d/agent.err" 2>/dev/null; do sleep 0.05; done
+      pat="^tp_(enter|exit)_write\$" ;;
+  esac
+  local before after
+  before=$(prog_stats "$pat")
+  touch "$d/go"
+  wait "$wl"
+  after=$(prog_stats "$pat")
+  local prog_ns="-"
+  if [ -n "$agent" ]; then
+    prog_ns=$(awk -v b="$before" -v a="$after" -v n="$N" 'BEGIN { split(b, x, " "); split(a, y, " "); c = y[2] - x[2]; if (c > 0) printf "%.1f", (y[1] - x[1]) / c * 2; else print "-" }')
+    kill -INT "$agent"; wait "$agent" || true
+    agent=""
+  fi
+  local lost events
+  lost=$(grep -o 'lost_ringbuf=[0-9]*' "$d/agent.err" 2>/dev/null | tail -1 | cut -d= -f2)
+  events=$(grep -o 'kernel_events=[0-9]*' "$d/agent.err" 2>/dev/null | tail -1 | cut -d= -f2)
+  local res; res=$(cat "$d/out")
+  local s=${res#socket_ns=}; s=${s%% *}
+  local n=${res#*devnull_ns=}
+  echo "$s $n $prog_ns ${lost:--} ${events:--}"
+}
+
+declare -A rows
 for r in $(seq 1 "$REPEAT"); do
   for setup in none floor filtered captured; do
-    res=$(one_run "$setup")
-    s=${res#socket_ns=}; s=${s%% *}
-    d=${res#*devnull_ns=}
-    sock[$setup]+="$s "
-    null[$setup]+="$d "
-    echo "run $r $setup: socket $s ns, /dev/null $d ns" >&2
+    line=$(one_run "$setup")
+    rows[$setup]+="$line"$'\n'
+    echo "run $r $setup: $line" >&2
   done
 done
 
-median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-printf '\nns per 100-byte write, median of %s runs of %s writes (%s)\n' "$REPEAT" "$N" "$(uname -r), $(nproc) CPUs"
-printf '%-10s %12s %12s %16s %16s\n' setup socket /dev/null "socket-floor" "/dev/null-floor"
-fs=$(echo "${sock[floor]}" | median); fd=$(echo "${null[floor]}" | median)
+median() { grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+col() { printf '%s' "${rows[$1]}" | awk -v c="$2" '{print $c}' | median; }
+printf '\nns per 100-byte write, median of %s runs of %s writes (kernel %s, %s CPUs)\n' \
+  "$REPEAT" "$N" "$(uname -r)" "$(nproc)"
+printf '%-10s %10s %10s %14s %14s %16s %8s\n' setup socket /dev/null socket-floor devnull-floor "bpf ns/write" lost
+fs=$(col floor 1); fd=$(col floor 2)
 for setup in none floor filtered captured; do
-  s=$(echo "${sock[$setup]}" | median); d=$(echo "${null[$setup]}" | median)
-  awk -v n="$setup" -v s="$s" -v d="$d" -v fs="$fs" -v fd="$fd" \
-    'BEGIN { printf "%-10s %12.1f %12.1f %16.1f %16.1f\n", n, s, d, s - fs, d - fd }'
+  awk -v n="$setup" -v s="$(col "$setup" 1)" -v d="$(col "$setup" 2)" -v fs="$fs" -v fd="$fd" \
+      -v p="$(col "$setup" 3)" -v l="$(col "$setup" 4)" \
+    'BEGIN { printf "%-10s %10.1f %10.1f %14.1f %14.1f %16s %8s\n", n, s, d, s - fs, d - fd, p, l }'
 done
-echo "captured run: $(cat "$tmp/events" 2>/dev/null) $(cat "$tmp/lost" 2>/dev/null) (of $N writes)"
-echo "targets: filtered <= floor + 50 ns; captured <= floor + 600 ns with lost_ringbuf=0"
+echo "captured: kernel_events per run $(col captured 5) of $N writes"
+echo "targets: filtered <= floor + 50 ns; captured <= floor + 600 ns with lost = 0"
+echo "bpf ns/write: the agent's (or floor's) programs on sys_enter_write + sys_exit_write, as the kernel measures them"

@@ -7,66 +7,66 @@
 #include <bpf/bpf_helpers.h>
 
 SEC("tracepoint/syscalls/sys_enter_read")
-int floor_enter_read(void *ctx) { return 0; }
+int fl_enter_read(void *ctx) { return 0; }
 
 SEC("tracepoint/syscalls/sys_exit_read")
-int floor_exit_read(void *ctx) { return 0; }
+int fl_exit_read(void *ctx) { return 0; }
 
 SEC("tracepoint/syscalls/sys_enter_write")
-int floor_enter_write(void *ctx) { return 0; }
+int fl_enter_write(void *ctx) { return 0; }
 
 SEC("tracepoint/syscalls/sys_exit_write")
-int floor_exit_write(void *ctx) { return 0; }
+int fl_exit_write(void *ctx) { return 0; }
 
 SEC("tracepoint/syscalls/sys_enter_recvfrom")
-int floor_enter_recvfrom(void *ctx) { return 0; }
+int fl_enter_recvfrom(void *ctx) { return 0; }
 
 SEC("tracepoint/syscalls/sys_exit_recvfrom")
-int floor_exit_recvfrom(void *ctx) { return 0; }
+int fl_exit_recvfrom(void *ctx) { return 0; }
 
 SEC("tracepoint/syscalls/sys_enter_sendto")
-int floor_enter_sendto(void *ctx) { return 0; }
+int fl_enter_sendto(void *ctx) { return 0; }
 
 SEC("tracepoint/syscalls/sys_exit_sendto")
-int floor_exit_sendto(void *ctx) { return 0; }
+int fl_exit_sendto(void *ctx) { return 0; }
 
 SEC("tracepoint/syscalls/sys_enter_readv")
-int floor_enter_readv(void *ctx) { return 0; }
+int fl_enter_readv(void *ctx) { return 0; }
 
 SEC("tracepoint/syscalls/sys_exit_readv")
-int floor_exit_readv(void *ctx) { return 0; }
+int fl_exit_readv(void *ctx) { return 0; }
 
 SEC("tracepoint/syscalls/sys_enter_writev")
-int floor_enter_writev(void *ctx) { return 0; }
+int fl_enter_writev(void *ctx) { return 0; }
 
 SEC("tracepoint/syscalls/sys_exit_writev")
-int floor_exit_writev(void *ctx) { return 0; }
+int fl_exit_writev(void *ctx) { return 0; }
 
 SEC("tracepoint/syscalls/sys_enter_sendmsg")
-int floor_enter_sendmsg(void *ctx) { return 0; }
+int fl_enter_sendmsg(void *ctx) { return 0; }
 
 SEC("tracepoint/syscalls/sys_exit_sendmsg")
-int floor_exit_sendmsg(void *ctx) { return 0; }
+int fl_exit_sendmsg(void *ctx) { return 0; }
 
 SEC("tracepoint/syscalls/sys_enter_recvmsg")
-int floor_enter_recvmsg(void *ctx) { return 0; }
+int fl_enter_recvmsg(void *ctx) { return 0; }
 
 SEC("tracepoint/syscalls/sys_exit_recvmsg")
-int floor_exit_recvmsg(void *ctx) { return 0; }
+int fl_exit_recvmsg(void *ctx) { return 0; }
 
 SEC("tracepoint/syscalls/sys_enter_connect")
-int floor_enter_connect(void *ctx) { return 0; }
+int fl_enter_connect(void *ctx) { return 0; }
 
 SEC("tracepoint/syscalls/sys_exit_connect")
-int floor_exit_connect(void *ctx) { return 0; }
+int fl_exit_connect(void *ctx) { return 0; }
 
 SEC("tracepoint/syscalls/sys_exit_accept")
-int floor_exit_accept(void *ctx) { return 0; }
+int fl_exit_accept(void *ctx) { return 0; }
 
 SEC("tracepoint/syscalls/sys_exit_accept4")
-int floor_exit_accept4(void *ctx) { return 0; }
+int fl_exit_accept4(void *ctx) { return 0; }
 
 SEC("tracepoint/syscalls/sys_enter_close")
-int floor_enter_close(void *ctx) { return 0; }
+int fl_enter_close(void *ctx) { return 0; }
 
 char LICENSE[] SEC("license") = "GPL";

@@ -1,9 +1,12 @@
 //! The workload of `bench/syscall-overhead.sh`: N writes of 100 bytes to a TCP socket on
-//! loopback and then to /dev/null, timed. It prints its pid, waits for a line on stdin (so the
-//! agent can be told to capture exactly this pid), runs, and prints `socket_ns=.. devnull_ns=..`
-//! (mean ns per write call).
+//! loopback and then to /dev/null, timed.
 //!
-//! `writeloop drain PORT` is the other end: accepts one connection and reads until EOF.
+//! `writeloop N DIR`: starts the other end of the socket as a separate process (so that it is
+//! not part of this process when the agent captures by pid), writes its own pid to `DIR/pid`,
+//! waits until `DIR/go` exists (so the agent can be told to capture exactly this pid), runs,
+//! and prints `socket_ns=.. devnull_ns=..` (mean ns per write call).
+//!
+//! `writeloop drain`: the other end: prints its port, accepts one connection, reads to EOF.
 
 use std::io::{BufRead, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -22,8 +25,7 @@ fn payload() -> Vec<u8> {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("drain") {
-        let port = args.get(2).cloned().unwrap_or_else(|| "0".into());
-        let l = TcpListener::bind(format!("127.0.0.1:{port}")).expect("bind");
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
         println!("{}", l.local_addr().expect("addr").port());
         std::io::stdout().flush().ok();
         let (mut s, _) = l.accept().expect("accept");
@@ -35,15 +37,26 @@ fn main() {
         }
         return;
     }
-    let port: u16 = args
+    let n: usize = args
         .get(1)
         .and_then(|s| s.parse().ok())
-        .expect("usage: writeloop PORT [N]");
-    let n: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(1_000_000);
-    println!("{}", std::process::id());
-    std::io::stdout().flush().ok();
-    let mut line = String::new();
-    std::io::stdin().lock().read_line(&mut line).ok();
+        .expect("usage: writeloop N DIR");
+    let dir = std::path::PathBuf::from(args.get(2).expect("usage: writeloop N DIR"));
+    let exe = std::env::current_exe().expect("current_exe");
+    let mut drain = std::process::Command::new(exe)
+        .arg("drain")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("starting the drain");
+    let mut port = String::new();
+    std::io::BufReader::new(drain.stdout.take().expect("drain stdout"))
+        .read_line(&mut port)
+        .expect("drain port");
+    let port: u16 = port.trim().parse().expect("drain port number");
+    std::fs::write(dir.join("pid"), std::process::id().to_string()).expect("pid file");
+    while !dir.join("go").exists() {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
 
     let p = payload();
     assert_eq!(p.len(), 100);
@@ -63,5 +76,7 @@ fn main() {
         null.write_all(&p).expect("write");
     }
     let devnull_ns = t.elapsed().as_nanos() as f64 / n as f64;
+    drop(s);
+    let _ = drain.wait();
     println!("socket_ns={socket_ns:.1} devnull_ns={devnull_ns:.1}");
 }
