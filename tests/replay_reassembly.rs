@@ -932,7 +932,7 @@ fn corrupt_magic_empty_file_and_random_bytes() {
     );
     assert!(
         err.to_string()
-            .ends_with("capture.pcap: not a pcap or pcapng file (starts with [d5, c3, b2, a1])"),
+            .ends_with("capture.pcap: not a pcap or pcapng file: unknown magic [d5, c3, b2, a1] at offset 0"),
         "{err}"
     );
     assert!(matches!(replay_err(&[]), ReplayError::Empty { .. }));

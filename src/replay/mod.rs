@@ -178,9 +178,9 @@ pub enum ReplayError {
         #[source]
         source: io::Error,
     },
-    #[error("{}: empty file", path.display())]
+    #[error("{}: empty file (nothing at offset 0)", path.display())]
     Empty { path: PathBuf },
-    #[error("{}: not a pcap or pcapng file (starts with {magic:02x?})", path.display())]
+    #[error("{}: not a pcap or pcapng file: unknown magic {magic:02x?} at offset 0", path.display())]
     NotACapture { path: PathBuf, magic: Vec<u8> },
     /// The file ends in the middle of a header, record or block.
     #[error("{}: truncated {what} at offset {offset}", path.display())]
