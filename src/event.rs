@@ -6,8 +6,8 @@
 
 use std::net::SocketAddr;
 
-pub use wirelens_protocols::Transport;
 use wirelens_protocols::Protocol;
+pub use wirelens_protocols::Transport;
 
 /// Identifies one connection within one source. Live: (tgid, fd, table-entry time), so a
 /// reused fd is a new connection. Replay: the flow's index in the capture.

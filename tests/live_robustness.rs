@@ -153,9 +153,16 @@ fn root_check_loads_and_attaches_everything() {
     let out = Command::new(bin()).arg("check").output().expect("check");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
-    for what in ["BTF", "privileges", "tracefs", "syscall tracepoints", "load and attach"] {
+    for what in [
+        "BTF",
+        "privileges",
+        "tracefs",
+        "syscall tracepoints",
+        "load and attach",
+    ] {
         assert!(
-            text.lines().any(|l| l.starts_with("ok") && l.contains(what)),
+            text.lines()
+                .any(|l| l.starts_with("ok") && l.contains(what)),
             "{what} missing from:\n{text}"
         );
     }

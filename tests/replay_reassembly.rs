@@ -931,8 +931,9 @@ fn corrupt_magic_empty_file_and_random_bytes() {
         "{err}"
     );
     assert!(
-        err.to_string()
-            .ends_with("capture.pcap: not a pcap or pcapng file: unknown magic [d5, c3, b2, a1] at offset 0"),
+        err.to_string().ends_with(
+            "capture.pcap: not a pcap or pcapng file: unknown magic [d5, c3, b2, a1] at offset 0"
+        ),
         "{err}"
     );
     assert!(matches!(replay_err(&[]), ReplayError::Empty { .. }));
