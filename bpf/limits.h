@@ -15,8 +15,11 @@
 #define WL_CONN_TABLE_SIZE 65536
 /* Syscalls in flight between enter and exit (one per thread). */
 #define WL_INFLIGHT_SIZE 16384
-/* tgid allowlist entries. */
-#define WL_TGID_ALLOW_SIZE 4096
+/* Entries of the per-process and per-cgroup filter decisions. */
+#define WL_TGID_FILTER_SIZE 65536
+#define WL_CGROUP_FILTER_SIZE 16384
+/* Entries of the port rules. */
+#define WL_PORT_FILTER_SIZE 1024
 /* Ring buffer size in bytes (a power of two, multiple of the page size). */
 #define WL_RINGBUF_SIZE (16 * 1024 * 1024)
 /* Data calls a connection may make without a protocol match before it is ignored. */

@@ -54,13 +54,38 @@ struct {
 	__type(value, __s32);
 } connecting SEC(".maps");
 
-/* Control map: the tgids to capture when `filter_tgid` is set. */
+/* Control maps, written by user space at start and on reload; the programs are never
+ * reloaded. A process is decided by its tgid, else by its cgroup, else by `undecided`. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct wl_settings);
+} settings SEC(".maps");
+
+/* tgid -> enum wl_decision. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, WL_TGID_ALLOW_SIZE);
+	__uint(max_entries, WL_TGID_FILTER_SIZE);
 	__type(key, __u32);
 	__type(value, __u8);
-} tgid_allow SEC(".maps");
+} tgid_filter SEC(".maps");
+
+/* cgroup v2 id (bpf_get_current_cgroup_id) -> enum wl_decision. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, WL_CGROUP_FILTER_SIZE);
+	__type(key, __u64);
+	__type(value, __u8);
+} cgroup_filter SEC(".maps");
+
+/* port (host order) -> enum wl_port_rule. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, WL_PORT_FILTER_SIZE);
+	__type(key, __u16);
+	__type(value, __u8);
+} port_filter SEC(".maps");
 
 /* Events to user space. */
 struct {

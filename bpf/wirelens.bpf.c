@@ -23,9 +23,6 @@
 /* Knobs set by user space before load. */
 const volatile __u32 capture_bytes = WL_DEFAULT_CAPTURE;
 const volatile __u32 self_tgid = 0;
-const volatile __u8 filter_tgid = 0;
-/* Bit (1 << enum wl_protocol) set for each protocol to infer; others are never captured. */
-const volatile __u32 proto_mask = 0x3e;
 /* Wake the reader only when this much is queued; it also drains on a timer. */
 const volatile __u64 wakeup_bytes = 256 * 1024;
 
@@ -33,6 +30,10 @@ const volatile __u64 wakeup_bytes = 256 * 1024;
 struct wl_data_event _wl_data_event = {};
 struct wl_close_event _wl_close_event = {};
 struct wl_conn_key _wl_conn_key = {};
+struct wl_exec_event _wl_exec_event = {};
+struct wl_settings _wl_settings = {};
+enum wl_decision _wl_decision = 0;
+enum wl_port_rule _wl_port_rule = 0;
 enum wl_event_type _wl_event_type = 0;
 enum wl_direction _wl_direction = 0;
 enum wl_role _wl_role = 0;
@@ -47,14 +48,70 @@ static __always_inline void count(__u32 slot)
 		*v += 1;
 }
 
-/* True when calls of this process are to be dropped here. */
+static __always_inline struct wl_settings *get_settings(void)
+{
+	__u32 zero = 0;
+	return bpf_map_lookup_elem(&settings, &zero);
+}
+
+/* True when calls of this process are to be dropped here: the agent itself, and, when
+ * filtering, a process whose tgid or cgroup is decided `drop`, or an undecided one when
+ * undecided processes are dropped. */
 static __always_inline int excluded(__u32 tgid)
 {
 	if (tgid == self_tgid)
 		return 1;
-	if (filter_tgid && !bpf_map_lookup_elem(&tgid_allow, &tgid))
+	struct wl_settings *st = get_settings();
+	if (!st || !st->filter)
+		return 0;
+	__u8 *d = bpf_map_lookup_elem(&tgid_filter, &tgid);
+	if (d)
+		return *d == WL_DROP;
+	__u64 cg = bpf_get_current_cgroup_id();
+	d = bpf_map_lookup_elem(&cgroup_filter, &cg);
+	if (d)
+		return *d == WL_DROP;
+	return st->undecided_drop;
+}
+
+static __always_inline int is_loopback(__u16 family, const __u8 *a)
+{
+	if (family == AF_INET)
+		return a[0] == 127;
+	/* ::1, or ::ffff:127.x.x.x */
+	__u32 w0, w1, w2, w3;
+	__builtin_memcpy(&w0, a, 4);
+	__builtin_memcpy(&w1, a + 4, 4);
+	__builtin_memcpy(&w2, a + 8, 4);
+	__builtin_memcpy(&w3, a + 12, 4);
+	if (w0 || w1)
+		return 0;
+	if (w2 == 0 && w3 == bpf_htonl(1))
 		return 1;
-	return 0;
+	return w2 == bpf_htonl(0xffff) && a[12] == 127;
+}
+
+/* Applies the connection-level rules (loopback, ports) to a fresh socket entry. */
+static __always_inline void conn_rules(struct wl_conn *c)
+{
+	if (c->protocol == WL_PROTO_IGNORED)
+		return;
+	struct wl_settings *st = get_settings();
+	if (!st)
+		return;
+	if (st->drop_loopback && is_loopback(c->family, c->laddr) &&
+	    is_loopback(c->family, c->raddr)) {
+		c->protocol = WL_PROTO_IGNORED;
+		return;
+	}
+	__u8 *l = bpf_map_lookup_elem(&port_filter, &c->lport);
+	__u8 *r = bpf_map_lookup_elem(&port_filter, &c->rport);
+	if ((l && *l == WL_PORT_EXCLUDE) || (r && *r == WL_PORT_EXCLUDE)) {
+		c->protocol = WL_PROTO_IGNORED;
+		return;
+	}
+	if (st->port_include && !(l && *l == WL_PORT_INCLUDE) && !(r && *r == WL_PORT_INCLUDE))
+		c->protocol = WL_PROTO_IGNORED;
 }
 
 /*
@@ -131,6 +188,7 @@ static __always_inline struct wl_conn *track(__u32 tgid, __s32 fd, __u8 role)
 	c.start_ns = bpf_ktime_get_ns();
 	c.role = role;
 	read_socket(fd, &c);
+	conn_rules(&c);
 	if (bpf_map_update_elem(&conn_table, &key, &c, BPF_ANY)) {
 		count(WL_CNT_CONN_TABLE_FULL);
 		return NULL;
@@ -229,6 +287,8 @@ static __always_inline int data_exit(long ret)
 
 	if (c->protocol == WL_PROTO_UNKNOWN) {
 		__u8 proto = WL_PROTO_UNKNOWN;
+		struct wl_settings *st = get_settings();
+		__u32 proto_mask = st ? st->proto_mask : 0;
 		int kind = got > 0 ? wl_infer(s->data, (__u32)got, (__u64)ret, c->sock_type,
 					      proto_mask, &proto)
 				   : WL_MSG_NONE;
@@ -405,6 +465,53 @@ int tp_enter_close(struct trace_event_raw_sys_enter *ctx)
 		}
 	}
 	bpf_map_delete_elem(&conn_table, &key);
+	return 0;
+}
+
+/* ---- process lifecycle: keep the filter decisions right across fork, exec and exit ---- */
+
+/* A child inherits its parent's decision at once, so a fork never leaks traffic before user
+ * space has seen it. (For a new thread this adds an entry keyed by its tid; exit removes it.) */
+SEC("tracepoint/sched/sched_process_fork")
+int tp_sched_fork(struct trace_event_raw_sched_process_fork *ctx)
+{
+	__u32 parent = bpf_get_current_pid_tgid() >> 32;
+	__u32 child = ctx->child_pid;
+	__u8 *d = bpf_map_lookup_elem(&tgid_filter, &parent);
+	if (d) {
+		__u8 v = *d;
+		bpf_map_update_elem(&tgid_filter, &child, &v, BPF_ANY);
+	}
+	return 0;
+}
+
+/* After exec the process is someone else: its old decision goes (the cgroup's decision or
+ * `undecided` applies) and user space is told to decide it again. */
+SEC("tracepoint/sched/sched_process_exec")
+int tp_sched_exec(struct trace_event_raw_sched_process_exec *ctx)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct wl_settings *st = get_settings();
+	if (!st || !st->filter || !st->exec_redecide)
+		return 0;
+	bpf_map_delete_elem(&tgid_filter, &tgid);
+	struct wl_exec_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		count(WL_CNT_RB_FULL_EXEC);
+		return 0;
+	}
+	e->type = WL_EV_EXEC;
+	e->tgid = tgid;
+	e->ts_ns = bpf_ktime_get_ns();
+	bpf_ringbuf_submit(e, BPF_RB_FORCE_WAKEUP);
+	return 0;
+}
+
+SEC("tracepoint/sched/sched_process_exit")
+int tp_sched_exit(void *ctx)
+{
+	__u32 pid = (__u32)bpf_get_current_pid_tgid();
+	bpf_map_delete_elem(&tgid_filter, &pid);
 	return 0;
 }
 

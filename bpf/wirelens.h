@@ -16,6 +16,30 @@
 enum wl_event_type {
 	WL_EV_DATA = 1,  /* a read or write on a tracked connection, with a payload prefix */
 	WL_EV_CLOSE = 2, /* a tracked connection was closed */
+	WL_EV_EXEC = 3,  /* a process called execve: user space decides whether to keep it */
+};
+
+/* Values of the filter control maps. */
+enum wl_decision {
+	WL_KEEP = 1,
+	WL_DROP = 2,
+};
+
+/* Values of the port control map. */
+enum wl_port_rule {
+	WL_PORT_INCLUDE = 1,
+	WL_PORT_EXCLUDE = 2,
+};
+
+/* The one entry of the `settings` control map; user space rewrites it on reload. */
+struct wl_settings {
+	__u32 proto_mask;    /* bit (1 << enum wl_protocol) per protocol to infer */
+	__u8 filter;         /* 1: processes are decided by tgid_filter, cgroup_filter, undecided */
+	__u8 undecided_drop; /* 1: a process in neither map is dropped (else captured) */
+	__u8 drop_loopback;  /* 1: connections between two loopback addresses are ignored */
+	__u8 port_include;   /* 1: only connections with a port marked WL_PORT_INCLUDE */
+	__u8 exec_redecide;  /* 1: exec clears a process's decision and asks user space again */
+	__u8 _pad[3];
 };
 
 /* Direction of a data event, seen from the traced process. */
@@ -56,6 +80,7 @@ enum wl_counter {
 	WL_CNT_DATA_EVENTS = 3,   /* data events sent */
 	WL_CNT_CONN_TABLE_FULL = 4, /* connections not tracked: table update failed */
 	WL_CNT_INFLIGHT_FULL = 5, /* calls not captured: in-flight table full */
+	WL_CNT_RB_FULL_EXEC = 6,  /* exec events lost: ring buffer full */
 	WL_CNT_MAX = 8,
 };
 
@@ -92,6 +117,14 @@ struct wl_data_event {
 	__u64 total;         /* real byte count of the call */
 	char comm[16];
 	struct wl_conn conn;
+};
+
+/* A WL_EV_EXEC record. */
+struct wl_exec_event {
+	__u8 type;           /* WL_EV_EXEC */
+	__u8 _pad[3];
+	__u32 tgid;
+	__u64 ts_ns;
 };
 
 /* A WL_EV_CLOSE record. */

@@ -4,7 +4,6 @@
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
-use wirelens_protocols::Protocol;
 
 use crate::capture::{CaptureConfig, MAX_CAPTURE_BYTES};
 use crate::conntrack::ConntrackConfig;
@@ -22,8 +21,8 @@ pub struct Config {
     pub format: Format,
     /// Write records to this file instead of stdout.
     pub output: Option<PathBuf>,
-    /// Protocols to parse.
-    pub protocols: Vec<String>,
+    /// Which processes, connections and protocols are captured (README, "Filters").
+    pub filters: wirelens_filters::FilterConfig,
     /// A request with no response after this many ms is reported as `timeout`.
     pub request_timeout_ms: u64,
     /// A connection with no traffic for this many ms is forgotten.
@@ -45,7 +44,7 @@ impl Default for Config {
             pids: Vec::new(),
             format: Format::Jsonl,
             output: None,
-            protocols: Protocol::ALL.iter().map(|p| p.name().to_string()).collect(),
+            filters: wirelens_filters::FilterConfig::default(),
             request_timeout_ms: 30_000,
             idle_timeout_ms: 300_000,
             max_connections: 65_536,
@@ -76,6 +75,8 @@ pub enum ConfigError {
         field: &'static str,
         message: String,
     },
+    #[error("{message}")]
+    Filters { message: String },
 }
 
 /// What `run` needs, checked and built from a [`Config`].
@@ -86,6 +87,7 @@ pub struct RunSettings {
     pub format: Format,
     pub output: Option<PathBuf>,
     pub stats_interval_s: u64,
+    pub policy: crate::filter_ctl::Policy,
 }
 
 impl Config {
@@ -124,20 +126,8 @@ impl Config {
                 ),
             });
         }
-        let mut protocols = Vec::new();
-        for name in &self.protocols {
-            match Protocol::from_name(name) {
-                Some(p) => protocols.push(p),
-                None => {
-                    return Err(ConfigError::Invalid {
-                        field: "protocols",
-                        message: format!(
-                            "unknown protocol `{name}` (known: http, mysql, pgsql, redis, dns)"
-                        ),
-                    })
-                }
-            }
-        }
+        let policy = crate::filter_ctl::Policy::build(&self.pids, &self.filters)
+            .map_err(|message| ConfigError::Filters { message })?;
         if self.max_connections == 0 {
             return Err(ConfigError::Invalid {
                 field: "max_connections",
@@ -153,20 +143,19 @@ impl Config {
         Ok(RunSettings {
             capture: CaptureConfig {
                 capture_bytes: self.capture_bytes,
-                pids: self.pids.clone(),
                 wakeup_bytes: self.wakeup_bytes,
                 drain_interval: std::time::Duration::from_millis(self.drain_interval_ms),
-                protocols: protocols.clone(),
             },
             conntrack: ConntrackConfig {
                 max_conns: self.max_connections,
                 request_timeout_ns: self.request_timeout_ms.saturating_mul(1_000_000),
                 idle_timeout_ns: self.idle_timeout_ms.saturating_mul(1_000_000),
-                protocols,
+                protocols: policy.protocols.clone(),
             },
             format: self.format,
             output: self.output.clone(),
             stats_interval_s: self.stats_interval_s,
+            policy,
         })
     }
 }
@@ -192,7 +181,7 @@ mod tests {
     #[test]
     fn unknown_field_is_refused_with_its_path() {
         let (field, msg) = Config::parse("capture_bytes: 10\nbogus: 1\n").unwrap_err();
-        assert_eq!(field, ".");
+        assert_eq!(field, "bogus");
         assert!(msg.contains("unknown field `bogus`"), "{msg}");
         let (field, msg) = Config::parse("capture_bytes: lots\n").unwrap_err();
         assert_eq!(field, "capture_bytes");
@@ -204,8 +193,51 @@ mod tests {
         let c = Config::parse("capture_bytes: 100000\n").unwrap();
         let e = c.build().unwrap_err().to_string();
         assert!(e.contains("capture_bytes") && e.contains("8192"), "{e}");
-        let c = Config::parse("protocols: [http, smtp]\n").unwrap();
+        let c = Config::parse("filters:\n  protocols: [http, smtp]\n").unwrap();
         let e = c.build().unwrap_err().to_string();
-        assert!(e.contains("smtp"), "{e}");
+        assert_eq!(
+            e,
+            "filters.protocols[1]: unknown protocol `smtp` (known: http, mysql, pgsql, redis, dns)"
+        );
+        let c = Config::parse("filters:\n  exclude:\n    cmdline: [\"(\"]\n").unwrap();
+        let e = c.build().unwrap_err().to_string();
+        assert!(
+            e.starts_with("filters.exclude.cmdline[0]: invalid regular expression"),
+            "{e}"
+        );
+    }
+
+    /// The shape issue #4 documents, as users write it.
+    #[test]
+    fn the_documented_filter_shape_parses() {
+        let text = r#"
+filters:
+  include:
+    cmdline: ["^nginx", "java .*-jar orders"]
+    exe: []
+    container: []
+    pod: []
+    namespace: []
+    labels: {app: "^(cart|orders)$"}
+    annotations: {}
+    env: {DEPLOY_ENV: "^prod$"}
+    netns: []
+    pidns: []
+  exclude:
+    cmdline: ["^wirelens"]
+  drop_unix: true
+  drop_loopback: false
+  protocols: [http, mysql, pgsql, redis, dns]
+  ports: {include: [], exclude: []}
+  undecided: capture
+"#;
+        let c = Config::parse(text).unwrap();
+        assert_eq!(c.filters.include.cmdline.len(), 2);
+        assert_eq!(c.filters.exclude.cmdline, vec!["^wirelens".to_string()]);
+        assert_eq!(c.filters.undecided, wirelens_filters::Undecided::Capture);
+        let s = c.build().unwrap();
+        assert!(matches!(s.policy.mode, crate::filter_ctl::Mode::Select(_)));
+        let (field, _) = Config::parse("filters:\n  include:\n    cmdlin: [x]\n").unwrap_err();
+        assert_eq!(field, "filters.include.cmdlin");
     }
 }

@@ -59,7 +59,7 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("WIRELENS_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
     let cli = Cli::parse();
@@ -101,6 +101,7 @@ fn run(
     format: Option<Format>,
     output: Option<PathBuf>,
 ) -> anyhow::Result<()> {
+    let cli_pids = pids.clone();
     let mut cfg = match &config {
         Some(path) => Config::load(path)?,
         None => Config::default(),
@@ -108,6 +109,18 @@ fn run(
     if !pids.is_empty() {
         cfg.pids = pids;
     }
+    // Reloads read the file again; the flags keep overriding it.
+    let reload_path = config.clone();
+    let load: wirelens::filter_ctl::Loader = Box::new(move || {
+        let mut c = match &reload_path {
+            Some(p) => Config::load(p).map_err(|e| e.to_string())?,
+            None => Config::default(),
+        };
+        if !cli_pids.is_empty() {
+            c.pids = cli_pids.clone();
+        }
+        c.build().map(|s| s.policy).map_err(|e| e.to_string())
+    });
     if let Some(n) = capture_bytes {
         cfg.capture_bytes = n;
     }
@@ -122,5 +135,5 @@ fn run(
         .worker_threads(1)
         .enable_all()
         .build()?;
-    rt.block_on(wirelens::run::run(settings))
+    rt.block_on(wirelens::run::run(settings, load, config))
 }

@@ -9,16 +9,60 @@ use crate::capture::decode::clock_ns;
 use crate::capture::{Capture, CaptureCounters};
 use crate::config::RunSettings;
 use crate::conntrack::{Conntrack, ConntrackStats};
+use crate::filter_ctl;
 use crate::output::RecordWriter;
 use crate::preflight;
 
 /// Runs until SIGINT or SIGTERM, then detaches, flushes what is paired and returns.
-pub async fn run(settings: RunSettings) -> anyhow::Result<()> {
+/// SIGHUP, or a change of the file `watch`, reloads the filters through `load`.
+pub async fn run(
+    settings: RunSettings,
+    load: filter_ctl::Loader,
+    watch: Option<std::path::PathBuf>,
+) -> anyhow::Result<()> {
     preflight::require_privileges()?;
     let mut writer = RecordWriter::open(settings.format, settings.output.as_deref())
         .context("opening the output")?;
     let (tx, mut rx) = mpsc::channel(256);
-    let capture = Capture::start(settings.capture.clone(), tx)?;
+    let (ctl_tx, ctl_rx) = std::sync::mpsc::channel::<filter_ctl::Msg>();
+    let (exec_tx, exec_rx) = std::sync::mpsc::channel::<crate::capture::ExecEvent>();
+    let policy = settings.policy.clone();
+    let init_policy = policy.clone();
+    let capture = Capture::start(
+        settings.capture.clone(),
+        tx,
+        exec_tx,
+        Box::new(move |maps| {
+            let done = filter_ctl::apply(maps, &init_policy)?;
+            tracing::info!(
+                mode = filter_ctl::mode_name(&init_policy.mode),
+                kept = done.kept,
+                dropped = done.dropped,
+                cgroups = done.cgroups,
+                protocols = ?init_policy.protocols,
+                "filters applied"
+            );
+            Ok(())
+        }),
+    )?;
+    let maps = capture.control.try_clone()?;
+    let control = std::thread::Builder::new()
+        .name("wl-filters".into())
+        .spawn(move || filter_ctl::run(maps, policy, ctl_rx, watch, load))?;
+    // Exec events reach the control thread through the same channel as reloads.
+    let exec_fwd = {
+        let ctl_tx = ctl_tx.clone();
+        std::thread::Builder::new()
+            .name("wl-exec".into())
+            .spawn(move || {
+                while let Ok(ev) = exec_rx.recv() {
+                    if ctl_tx.send(filter_ctl::Msg::Exec(ev)).is_err() {
+                        break;
+                    }
+                }
+            })?
+    };
+    let mut sighup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     let counters = capture.counters.clone();
     let mut conntrack = Conntrack::new(settings.conntrack.clone());
     let mut records = Vec::new();
@@ -49,11 +93,15 @@ pub async fn run(settings: RunSettings) -> anyhow::Result<()> {
                     last_stats = std::time::Instant::now();
                 }
             }
+            _ = sighup.recv() => { let _ = ctl_tx.send(filter_ctl::Msg::Reload); }
             _ = sigint.recv(), if !stopping => { stopping = true; capture.request_stop(); }
             _ = sigterm.recv(), if !stopping => { stopping = true; capture.request_stop(); }
         }
     }
     capture.stop();
+    drop(ctl_tx);
+    let _ = exec_fwd.join();
+    let _ = control.join();
     write_all(&mut writer, &mut records)?;
     writer.flush().context("flushing the output")?;
     let stats = conntrack.stats();

@@ -5,7 +5,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use wirelens_protocols::Protocol;
 
 use super::skel::types::{
-    wl_close_event, wl_conn, wl_data_event, wl_data_flags, wl_direction, wl_event_type, wl_role,
+    wl_close_event, wl_conn, wl_data_event, wl_data_flags, wl_direction, wl_event_type,
+    wl_exec_event, wl_role,
 };
 use crate::event::{ClientHint, ConnKey, DataEvent, Observer, ProcessInfo, SourceEvent, Transport};
 
@@ -58,9 +59,31 @@ pub fn clock_ns(clock: libc::clockid_t) -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
+/// What a ring-buffer record is for: the pipeline, or the filter control.
+#[derive(Debug)]
+pub enum Decoded {
+    Event(SourceEvent),
+    Exec(super::ExecEvent),
+}
+
 /// Decodes one ring-buffer record.
-pub fn decode(bytes: &[u8], clock: Clock) -> Result<SourceEvent, DecodeError> {
+pub fn decode(bytes: &[u8], clock: Clock) -> Result<Decoded, DecodeError> {
     let kind = *bytes.first().ok_or(DecodeError::Empty)?;
+    if kind as u32 == wl_event_type::WL_EV_EXEC.0 {
+        let mut ev = wl_exec_event::default();
+        plain::copy_from_bytes(&mut ev, bytes).map_err(|_| DecodeError::Short {
+            kind,
+            len: bytes.len(),
+        })?;
+        return Ok(Decoded::Exec(super::ExecEvent {
+            tgid: ev.tgid,
+            ts_ns: clock.to_unix(ev.ts_ns),
+        }));
+    }
+    decode_event(bytes, kind, clock).map(Decoded::Event)
+}
+
+fn decode_event(bytes: &[u8], kind: u8, clock: Clock) -> Result<SourceEvent, DecodeError> {
     if kind as u32 == wl_event_type::WL_EV_DATA.0 {
         let mut hdr = wl_data_event::default();
         plain::copy_from_bytes(&mut hdr, bytes).map_err(|_| DecodeError::Short {
@@ -195,7 +218,7 @@ mod tests {
     fn decodes_a_server_read() {
         let clock = Clock { offset_ns: 5 };
         let rec = data_record(b"GET / HTTP/1.1\r\n", 100, 1, 2);
-        let SourceEvent::Data(d) = decode(&rec, clock).unwrap() else {
+        let Decoded::Event(SourceEvent::Data(d)) = decode(&rec, clock).unwrap() else {
             panic!("not data")
         };
         assert_eq!(d.src, "127.0.0.2:50000".parse().unwrap());
@@ -228,7 +251,7 @@ mod tests {
         // A header claiming more payload than the record holds keeps what is there.
         let mut rec = data_record(b"GET /", 5, 0, 1);
         rec.truncate(rec.len() - 2);
-        let SourceEvent::Data(d) = decode(&rec, clock).unwrap() else {
+        let Decoded::Event(SourceEvent::Data(d)) = decode(&rec, clock).unwrap() else {
             panic!("not data")
         };
         assert_eq!(d.data, b"GET");

@@ -6,6 +6,7 @@
 //! pipeline falls behind, the channel fills, the reader waits, the ring buffer fills, and the
 //! kernel counts what it could not queue: loss is slow-down first and counted, never silent.
 
+pub mod control;
 pub mod decode;
 pub mod skel;
 pub mod sys;
@@ -33,24 +34,18 @@ pub const MAX_CAPTURE_BYTES: u32 = 8192;
 pub struct CaptureConfig {
     /// Payload prefix copied per syscall (clamped to [`MAX_CAPTURE_BYTES`]).
     pub capture_bytes: u32,
-    /// Capture only these processes (tgids); empty: every process.
-    pub pids: Vec<u32>,
     /// Ring buffer bytes queued before the kernel wakes the reader.
     pub wakeup_bytes: u64,
     /// How often the reader drains the ring buffer when it was not woken.
     pub drain_interval: Duration,
-    /// Protocols the kernel infers; connections of others never send data.
-    pub protocols: Vec<wirelens_protocols::Protocol>,
 }
 
 impl Default for CaptureConfig {
     fn default() -> Self {
         CaptureConfig {
             capture_bytes: 4096,
-            pids: Vec::new(),
             wakeup_bytes: 256 * 1024,
             drain_interval: Duration::from_millis(20),
-            protocols: wirelens_protocols::Protocol::ALL.to_vec(),
         }
     }
 }
@@ -89,6 +84,7 @@ pub struct CaptureCounters {
     pub kernel_read_faults: AtomicU64,
     pub kernel_conn_table_full: AtomicU64,
     pub kernel_inflight_full: AtomicU64,
+    pub kernel_ringbuf_full_exec: AtomicU64,
     /// Records read from the ring buffer.
     pub records_read: AtomicU64,
     /// Records that could not be decoded.
@@ -100,6 +96,7 @@ impl CaptureCounters {
     pub fn lost(&self) -> u64 {
         self.kernel_ringbuf_full_data.load(Ordering::Relaxed)
             + self.kernel_ringbuf_full_close.load(Ordering::Relaxed)
+            + self.kernel_ringbuf_full_exec.load(Ordering::Relaxed)
     }
 }
 
@@ -109,14 +106,30 @@ pub struct Capture {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
     pub counters: Arc<CaptureCounters>,
+    /// The control maps, to decide processes and change settings while running.
+    pub control: control::ControlMaps,
+}
+
+/// A process called execve (only sent while exec re-decision is on).
+#[derive(Clone, Copy, Debug)]
+pub struct ExecEvent {
+    pub tgid: u32,
+    /// Unix time, ns.
+    pub ts_ns: u64,
 }
 
 impl Capture {
     /// Loads and attaches the programs and starts reading. Returns once every program is
     /// attached, or with the first error.
+    ///
+    /// `init` runs once the programs are loaded and before they are attached: it fills the
+    /// control maps, so the first captured call already obeys them. Exec events go to
+    /// `exec_tx`.
     pub fn start(
         cfg: CaptureConfig,
         tx: mpsc::Sender<Vec<SourceEvent>>,
+        exec_tx: std::sync::mpsc::Sender<ExecEvent>,
+        init: Box<dyn FnOnce(&control::ControlMaps) -> Result<(), CaptureError> + Send>,
     ) -> Result<Capture, CaptureError> {
         sys::ensure_tracefs().map_err(CaptureError::Environment)?;
         let stop = Arc::new(AtomicBool::new(false));
@@ -128,17 +141,19 @@ impl Capture {
             std::thread::Builder::new()
                 .name("wl-capture".into())
                 .spawn(move || {
-                    if let Err(e) = run_thread(cfg, tx, &stop, &counters, &ready_tx) {
+                    if let Err(e) = run_thread(cfg, tx, exec_tx, init, &stop, &counters, &ready_tx)
+                    {
                         let _ = ready_tx.send(Err(e));
                     }
                 })
                 .map_err(|e| CaptureError::Environment(format!("spawning the reader: {e}")))?
         };
         match ready_rx.recv() {
-            Ok(Ok(())) => Ok(Capture {
+            Ok(Ok(control)) => Ok(Capture {
                 stop,
                 thread: Some(thread),
                 counters,
+                control,
             }),
             Ok(Err(e)) => {
                 let _ = thread.join();
@@ -170,12 +185,16 @@ impl Drop for Capture {
     }
 }
 
+type Ready = std::sync::mpsc::SyncSender<Result<control::ControlMaps, CaptureError>>;
+
 fn run_thread(
     cfg: CaptureConfig,
     tx: mpsc::Sender<Vec<SourceEvent>>,
+    exec_tx: std::sync::mpsc::Sender<ExecEvent>,
+    init: Box<dyn FnOnce(&control::ControlMaps) -> Result<(), CaptureError> + Send>,
     stop: &AtomicBool,
     counters: &CaptureCounters,
-    ready: &std::sync::mpsc::SyncSender<Result<(), CaptureError>>,
+    ready: &Ready,
 ) -> Result<(), CaptureError> {
     let mut object = MaybeUninit::uninit();
     let mut open = WirelensSkelBuilder::default()
@@ -189,20 +208,11 @@ fn run_thread(
             .ok_or_else(|| CaptureError::Environment("BPF object has no .rodata".into()))?;
         ro.capture_bytes = cfg.capture_bytes.min(MAX_CAPTURE_BYTES);
         ro.self_tgid = std::process::id();
-        ro.filter_tgid = u8::from(!cfg.pids.is_empty());
         ro.wakeup_bytes = cfg.wakeup_bytes;
-        ro.proto_mask = cfg.protocols.iter().fold(0u32, |m, p| m | 1 << (*p as u32));
     }
     let skel = open.load().map_err(CaptureError::Load)?;
-    for pid in &cfg.pids {
-        skel.maps
-            .tgid_allow
-            .update(&pid.to_ne_bytes(), &[1u8], MapFlags::ANY)
-            .map_err(|source| CaptureError::Map {
-                what: "the pid allowlist",
-                source,
-            })?;
-    }
+    let control = control::ControlMaps::new(&skel.maps)?;
+    init(&control)?;
     let mut links: Vec<Link> = Vec::new();
     for prog in skel.object().progs_mut() {
         let program = prog.name().to_string_lossy().into_owned();
@@ -219,7 +229,10 @@ fn run_thread(
         .add(&skel.maps.events, |bytes: &[u8]| {
             counters.records_read.fetch_add(1, Ordering::Relaxed);
             match decode::decode(bytes, clock) {
-                Ok(ev) => batch.borrow_mut().push(ev),
+                Ok(decode::Decoded::Event(ev)) => batch.borrow_mut().push(ev),
+                Ok(decode::Decoded::Exec(ev)) => {
+                    let _ = exec_tx.send(ev);
+                }
                 Err(e) => {
                     counters.decode_errors.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(error = %e, "undecodable ring buffer record");
@@ -235,11 +248,10 @@ fn run_thread(
         what: "the ring buffer",
         source,
     })?;
-    let _ = ready.send(Ok(()));
+    let _ = ready.send(control.try_clone());
     tracing::info!(
         programs = links.len(),
         capture_bytes = cfg.capture_bytes,
-        pids = ?cfg.pids,
         "capture attached"
     );
 
@@ -288,6 +300,10 @@ fn read_counters(map: &dyn MapCore, out: &CaptureCounters) {
             &out.kernel_conn_table_full,
         ),
         (wl_counter::WL_CNT_INFLIGHT_FULL, &out.kernel_inflight_full),
+        (
+            wl_counter::WL_CNT_RB_FULL_EXEC,
+            &out.kernel_ringbuf_full_exec,
+        ),
     ];
     for (slot, dst) in slots {
         let key = slot.0.to_ne_bytes();

@@ -14,6 +14,10 @@ include!(concat!(env!("OUT_DIR"), "/wirelens.skel.rs"));
 unsafe impl plain::Plain for types::wl_data_event {}
 // SAFETY: as above.
 unsafe impl plain::Plain for types::wl_close_event {}
+// SAFETY: as above.
+unsafe impl plain::Plain for types::wl_exec_event {}
+// SAFETY: as above.
+unsafe impl plain::Plain for types::wl_settings {}
 
 /// Empty programs on the same tracepoints (`bpf/floor.bpf.c`), for the overhead benchmark.
 pub mod floor {
