@@ -1,0 +1,363 @@
+//! Live filter tests: real processes kept or dropped by cmdline, cgroup, network namespace
+//! and port, a process that execs after the agent started, and a reload while traffic flows.
+//! Root only (CI is root); WIRELENS_SKIP_ROOT_TESTS=1 skips them.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+
+/// `python3 -m http.server PORT` started through `sh -c PREFIX exec ...`, so a test can
+/// place it in a cgroup or a network namespace first. Its cmdline holds the port.
+fn http_server(port: u16, prefix: &str, wrapper: &[&str]) -> Proc {
+    let dir = std::env::temp_dir();
+    let script = format!(
+        "{prefix} exec python3 -m http.server {port} --bind 127.0.0.1 --directory {} >/dev/null 2>&1",
+        dir.display()
+    );
+    let mut cmd = Command::new(wrapper.first().copied().unwrap_or("sh"));
+    if wrapper.len() > 1 {
+        cmd.args(&wrapper[1..]).arg("sh");
+    }
+    let child = cmd
+        .args(["-c", &script])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting python3 -m http.server");
+    Proc {
+        child,
+        name: format!("http.server {port}"),
+    }
+}
+
+fn get(port: u16, path: &str) -> u16 {
+    Client::connect(port).send(&[("GET", path)])[0]
+}
+
+fn ports_of(records: &[Value]) -> Vec<u64> {
+    records
+        .iter()
+        .map(|r| r["server"]["port"].as_u64().unwrap_or(0))
+        .collect()
+}
+
+fn counter(stderr: &str, name: &str) -> u64 {
+    stderr
+        .split_whitespace()
+        .filter_map(|w| w.strip_prefix(name)?.strip_prefix('='))
+        .filter_map(|v| v.parse().ok())
+        .next_back()
+        .unwrap_or_else(|| panic!("no {name} in {stderr}"))
+}
+
+fn config_file(dir: &Path, body: &str) -> PathBuf {
+    let p = dir.join("wirelens.yaml");
+    std::fs::write(&p, body).expect("config");
+    p
+}
+
+#[test]
+fn root_filters_by_cmdline_only_kept_traffic_leaves_the_kernel() {
+    if !root_tests_enabled() {
+        return;
+    }
+    let _g = LIVE.lock().unwrap_or_else(|e| e.into_inner());
+    let (a, b) = (free_port(), free_port());
+    let _sa = http_server(a, "", &[]);
+    let _sb = http_server(b, "", &[]);
+    wait_for_port(a);
+    wait_for_port(b);
+    let dir = tempfile::tempdir().expect("tmp");
+    let cfg = config_file(
+        dir.path(),
+        &format!("filters:\n  include:\n    cmdline: [\"http.server {a} \"]\n"),
+    );
+    let agent = Agent::start(&["--config".into(), cfg.display().to_string()]);
+    for i in 0..3 {
+        assert_eq!(get(a, &format!("/?kept={i}")), 200);
+        assert_eq!(get(b, &format!("/?dropped={i}")), 200);
+    }
+    let (records, stderr) = agent.stop();
+    assert_eq!(ports_of(&records), vec![a as u64; 3], "{stderr}");
+    // Three connections reached user space, each a request and a response (read, writes):
+    // the excluded server's three connections never left the kernel.
+    assert_eq!(counter(&stderr, "conns"), 3, "{stderr}");
+}
+
+#[test]
+fn root_filters_by_port_exclude() {
+    if !root_tests_enabled() {
+        return;
+    }
+    let _g = LIVE.lock().unwrap_or_else(|e| e.into_inner());
+    let (a, b) = (free_port(), free_port());
+    let sa = http_server(a, "", &[]);
+    let sb = http_server(b, "", &[]);
+    wait_for_port(a);
+    wait_for_port(b);
+    let dir = tempfile::tempdir().expect("tmp");
+    let cfg = config_file(
+        dir.path(),
+        &format!(
+            "pids: [{}, {}]\nfilters:\n  ports: {{exclude: [{b}]}}\n",
+            sa.pid(),
+            sb.pid()
+        ),
+    );
+    let agent = Agent::start(&["--config".into(), cfg.display().to_string()]);
+    assert_eq!(get(a, "/one"), 404);
+    assert_eq!(get(b, "/two"), 404);
+    let (records, stderr) = agent.stop();
+    assert_eq!(ports_of(&records), vec![a as u64], "{stderr}");
+}
+
+/// A cgroup v2 directory made for a test, removed (after its processes) on drop.
+struct Cgroup(PathBuf);
+
+impl Cgroup {
+    fn new(name: &str) -> Cgroup {
+        let root = ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"]
+            .iter()
+            .map(PathBuf::from)
+            .find(|p| p.join("cgroup.controllers").exists())
+            .expect("a cgroup v2 hierarchy");
+        let dir = root.join(name);
+        let _ = std::fs::create_dir(&dir);
+        Cgroup(dir)
+    }
+}
+
+impl Drop for Cgroup {
+    fn drop(&mut self) {
+        // The processes are killed by their guards first (declared later, dropped earlier).
+        for _ in 0..50 {
+            if std::fs::remove_dir(&self.0).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+#[test]
+fn root_filters_by_cgroup_decides_whole_cgroups_in_the_kernel() {
+    if !root_tests_enabled() {
+        return;
+    }
+    let _g = LIVE.lock().unwrap_or_else(|e| e.into_inner());
+    let keep = Cgroup::new(&format!("wl-test-keep-{}", std::process::id()));
+    let drop_ = Cgroup::new(&format!("wl-test-drop-{}", std::process::id()));
+    let dir = tempfile::tempdir().expect("tmp");
+    let cfg = config_file(
+        dir.path(),
+        &format!(
+            "filters:\n  include:\n    cgroup: [\"^/{}$\"]\n  undecided: drop\n",
+            keep.0.file_name().and_then(|n| n.to_str()).unwrap_or("")
+        ),
+    );
+    // The agent starts first: the servers appear later, in their cgroups, and are decided
+    // by the kernel from the cgroup entry the agent wrote.
+    let agent = Agent::start(&["--config".into(), cfg.display().to_string()]);
+    let (a, b) = (free_port(), free_port());
+    let _sa = http_server(
+        a,
+        &format!("echo $$ > {}/cgroup.procs;", keep.0.display()),
+        &[],
+    );
+    let _sb = http_server(
+        b,
+        &format!("echo $$ > {}/cgroup.procs;", drop_.0.display()),
+        &[],
+    );
+    wait_for_port(a);
+    wait_for_port(b);
+    assert_eq!(get(a, "/in-kept-cgroup"), 404);
+    assert_eq!(get(b, "/in-dropped-cgroup"), 404);
+    let (records, stderr) = agent.stop();
+    assert_eq!(ports_of(&records), vec![a as u64], "{stderr}");
+    assert_eq!(counter(&stderr, "conns"), 1, "{stderr}");
+}
+
+/// A network namespace made for a test with its loopback up, deleted on drop.
+struct Netns(String);
+
+impl Netns {
+    fn new(name: &str) -> Netns {
+        let ok = Command::new("ip")
+            .args(["netns", "add", name])
+            .status()
+            .expect("ip netns add")
+            .success();
+        assert!(ok, "ip netns add {name}");
+        let ok = Command::new("ip")
+            .args(["-n", name, "link", "set", "lo", "up"])
+            .status()
+            .expect("ip link")
+            .success();
+        assert!(ok, "lo up in {name}");
+        Netns(name.to_string())
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+#[test]
+fn root_filters_by_network_namespace() {
+    if !root_tests_enabled() {
+        return;
+    }
+    let _g = LIVE.lock().unwrap_or_else(|e| e.into_inner());
+    let ns = Netns::new(&format!("wltest{}", std::process::id()));
+    let (a, b) = (free_port(), free_port());
+    // Server and client of `a` inside the namespace; `b` in the host's namespace.
+    let _sa = http_server(a, "", &["ip", "netns", "exec", &ns.0]);
+    let _sb = http_server(b, "", &[]);
+    wait_for_port(b);
+    let dir = tempfile::tempdir().expect("tmp");
+    let cfg = config_file(
+        dir.path(),
+        &format!(
+            "filters:\n  include:\n    netns: [/var/run/netns/{}]\n",
+            ns.0
+        ),
+    );
+    let agent = Agent::start(&["--config".into(), cfg.display().to_string()]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let code = loop {
+        let out = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &ns.0,
+                "curl",
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+            ])
+            .arg(format!("http://127.0.0.1:{a}/inside-netns"))
+            .output()
+            .expect("curl in netns");
+        let code = String::from_utf8_lossy(&out.stdout).to_string();
+        if code != "000" || Instant::now() > deadline {
+            break code;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(code, "404");
+    assert_eq!(get(b, "/host-netns"), 404);
+    let (records, stderr) = agent.stop();
+    // curl also runs in the namespace, so both sides of `a` are kept; nothing of `b`.
+    let paths: Vec<&str> = records
+        .iter()
+        .map(|r| r["request"]["path"].as_str().unwrap_or(""))
+        .collect();
+    assert!(!paths.is_empty(), "{stderr}");
+    assert!(
+        paths.iter().all(|p| *p == "/inside-netns"),
+        "{paths:?} {stderr}"
+    );
+    assert!(ports_of(&records).iter().all(|p| *p == a as u64));
+    let roles: Vec<&str> = records
+        .iter()
+        .map(|r| r["role"].as_str().unwrap_or(""))
+        .collect();
+    assert!(roles.contains(&"server"), "{roles:?}");
+}
+
+#[test]
+fn root_filters_decide_a_process_that_execs_after_the_agent_started() {
+    if !root_tests_enabled() {
+        return;
+    }
+    let _g = LIVE.lock().unwrap_or_else(|e| e.into_inner());
+    let (a, b) = (free_port(), free_port());
+    let dir = tempfile::tempdir().expect("tmp");
+    let cfg = config_file(
+        dir.path(),
+        &format!("filters:\n  include:\n    cmdline: [\"http.server {a} \"]\n"),
+    );
+    let agent = Agent::start(&["--config".into(), cfg.display().to_string()]);
+    let _sa = http_server(a, "", &[]);
+    let _sb = http_server(b, "", &[]);
+    wait_for_port(a);
+    wait_for_port(b);
+    assert_eq!(get(a, "/late-kept"), 404);
+    assert_eq!(get(b, "/late-dropped"), 404);
+    let (records, stderr) = agent.stop();
+    assert_eq!(ports_of(&records), vec![a as u64], "{stderr}");
+}
+
+#[test]
+fn root_filters_reload_switches_over_and_refuses_a_broken_config() {
+    if !root_tests_enabled() {
+        return;
+    }
+    let _g = LIVE.lock().unwrap_or_else(|e| e.into_inner());
+    let (a, b) = (free_port(), free_port());
+    let _sa = http_server(a, "", &[]);
+    let _sb = http_server(b, "", &[]);
+    wait_for_port(a);
+    wait_for_port(b);
+    let dir = tempfile::tempdir().expect("tmp");
+    let keep =
+        |port: u16| format!("filters:\n  include:\n    cmdline: [\"http.server {port} \"]\n");
+    let cfg = config_file(dir.path(), &keep(a));
+    let agent = Agent::start(&["--config".into(), cfg.display().to_string()]);
+    let wait_log = |what: &str, n: usize| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let log = std::fs::read_to_string(&agent.stderr).unwrap_or_default();
+            if log.matches(what).count() >= n {
+                return;
+            }
+            assert!(Instant::now() < deadline, "no `{what}` in the log:\n{log}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    assert_eq!(get(a, "/phase1"), 404);
+    assert_eq!(get(b, "/phase1"), 404);
+    // Switch to b by rewriting the file (noticed by the watcher).
+    std::thread::sleep(Duration::from_millis(1100)); // a new mtime second on coarse clocks
+    std::fs::write(&cfg, keep(b)).expect("rewrite");
+    wait_log("configuration reloaded", 1);
+    assert_eq!(get(a, "/phase2"), 404);
+    assert_eq!(get(b, "/phase2"), 404);
+    // A broken file is refused (SIGHUP also reloads); b stays kept.
+    std::fs::write(&cfg, "filters:\n  include:\n    cmdline: [\"(unclosed\"]\n").expect("w");
+    agent.proc.signal(libc::SIGHUP);
+    wait_log("configuration refused", 1);
+    assert_eq!(get(a, "/phase3"), 404);
+    assert_eq!(get(b, "/phase3"), 404);
+    let log = std::fs::read_to_string(&agent.stderr).unwrap_or_default();
+    assert!(log.contains("filters.include.cmdline[0]"), "{log}");
+    let (records, stderr) = agent.stop();
+    let seen: Vec<(u64, String)> = records
+        .iter()
+        .map(|r| {
+            (
+                r["server"]["port"].as_u64().unwrap_or(0),
+                r["request"]["path"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            (a as u64, "/phase1".to_string()),
+            (b as u64, "/phase2".to_string()),
+            (b as u64, "/phase3".to_string()),
+        ],
+        "{stderr}"
+    );
+}
