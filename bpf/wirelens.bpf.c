@@ -258,6 +258,30 @@ static __always_inline long copy_payload(struct wl_scratch *s, struct wl_args *a
 	return off;
 }
 
+/* Sends the stashed 2-byte length as its own data event, before the message it announced. */
+static __always_inline void emit_stash(struct wl_conn *c, __u8 dir)
+{
+	struct {
+		struct wl_data_event hdr;
+		__u8 data[8];
+	} e = {};
+	e.hdr.type = WL_EV_DATA;
+	e.hdr.dir = dir;
+	e.hdr.captured = 2;
+	e.hdr.total = 2;
+	e.hdr.ts_ns = bpf_ktime_get_ns();
+	bpf_get_current_comm(e.hdr.comm, sizeof(e.hdr.comm));
+	e.hdr.conn = *c;
+	e.hdr.conn.protocol = WL_PROTO_DNS;
+	e.data[0] = c->stash[0];
+	e.data[1] = c->stash[1];
+	c->stash_len = 0;
+	if (bpf_ringbuf_output(&events, &e, sizeof(e.hdr) + 2, 0))
+		count(WL_CNT_RB_FULL_DATA);
+	else
+		count(WL_CNT_DATA_EVENTS);
+}
+
 static __always_inline int data_exit(long ret)
 {
 	__u64 id = bpf_get_current_pid_tgid();
@@ -286,13 +310,45 @@ static __always_inline int data_exit(long ret)
 	long got = copy_payload(s, &args, want);
 
 	if (c->protocol == WL_PROTO_UNKNOWN) {
+		int stashed = 0;
 		__u8 proto = WL_PROTO_UNKNOWN;
 		struct wl_settings *st = get_settings();
 		__u32 proto_mask = st ? st->proto_mask : 0;
 		int kind = got > 0 ? wl_infer(s->data, (__u32)got, (__u64)ret, c->sock_type,
 					      proto_mask, &proto)
 				   : WL_MSG_NONE;
+		/* DNS over TCP read in two calls (the 2-byte length, then the message), as
+		 * dnsmasq and others do: the message alone must carry exactly that length. */
+		if (kind == WL_MSG_NONE && c->stash_len == 2 && args.dir == c->stash_dir &&
+		    (proto_mask & (1 << WL_PROTO_DNS)) &&
+		    (((__u64)c->stash[0] << 8) | c->stash[1]) == (__u64)ret) {
+			kind = got > 0 ? wl_infer_dns(s->data, (__u32)got, ret, WL_SOCK_DGRAM)
+				       : WL_MSG_NONE;
+			if (kind != WL_MSG_NONE) {
+				proto = WL_PROTO_DNS;
+				stashed = 1;
+			}
+		}
 		if (kind == WL_MSG_NONE) {
+			/* Keep up to two bytes read or written alone (dnsmasq reads the
+			 * length one byte at a time). */
+			if (c->sock_type == WL_SOCK_STREAM && got == ret && ret == 2) {
+				c->stash[0] = s->data[0];
+				c->stash[1] = s->data[1];
+				c->stash_len = 2;
+				c->stash_dir = args.dir;
+			} else if (c->sock_type == WL_SOCK_STREAM && got == ret && ret == 1 &&
+				   (c->stash_len == 0 ||
+				    (c->stash_len == 1 && c->stash_dir == args.dir))) {
+				if (c->stash_len == 0)
+					c->stash[0] = s->data[0];
+				else
+					c->stash[1] = s->data[0];
+				c->stash_len++;
+				c->stash_dir = args.dir;
+			} else {
+				c->stash_len = 0;
+			}
 			if (++c->infer_tries >= WL_INFER_ATTEMPTS)
 				c->protocol = WL_PROTO_IGNORED;
 			return 0;
@@ -302,6 +358,8 @@ static __always_inline int data_exit(long ret)
 			int req_out = (kind == WL_MSG_REQUEST) == (args.dir == WL_DIR_EGRESS);
 			c->role = req_out ? WL_ROLE_CLIENT : WL_ROLE_SERVER;
 		}
+		if (stashed)
+			emit_stash(c, args.dir);
 	}
 
 	s->hdr.type = WL_EV_DATA;
