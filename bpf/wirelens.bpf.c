@@ -286,8 +286,7 @@ static __always_inline int data_exit(long ret)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tgid = id >> 32;
-	if (excluded(tgid))
-		return 0;
+	/* An excluded process left nothing in `inflight` at enter: one lookup decides. */
 	struct wl_args *a = bpf_map_lookup_elem(&inflight, &id);
 	if (!a)
 		return 0;
