@@ -171,10 +171,11 @@ static __always_inline int wl_infer_redis(const __u8 *b, __u32 n)
 
 /*
  * DNS (RFC 1035 section 4.1.1). Over UDP a message is the datagram; over TCP it is preceded
- * by a two-byte length that must equal the rest of the call (RFC 1035 section 4.2.2).
- * Header checks: opcode QUERY (0), Z bit 0, exactly one question (what every resolver
- * sends), and for a query no answer or authority records and at most two additional ones
- * (EDNS OPT, a cookie). The first byte of the question name is a label length (1..63) or 0
+ * by a two-byte length; the first message must fit in the call (RFC 1035 section 4.2.2,
+ * several may follow when queries are pipelined). Header checks: opcode QUERY, NOTIFY,
+ * UPDATE or DSO, Z bit 0, one question (what every resolver sends) or none with an EDNS OPT
+ * record (a cookie-only query), and for a query no answer or authority records and at most
+ * two additional ones (EDNS OPT, a cookie). The first byte of the question name is a label length (1..63) or 0
  * for the root. Random data passes all of these with a probability below 2^-30.
  */
 static __always_inline int wl_infer_dns(const __u8 *b, __u32 n, __u64 total, __u8 sock_type)
@@ -184,7 +185,8 @@ static __always_inline int wl_infer_dns(const __u8 *b, __u32 n, __u64 total, __u
 		if (n < 14)
 			return WL_MSG_NONE;
 		__u32 len = ((__u32)b[0] << 8) | b[1];
-		if ((__u64)len + 2 != total)
+		/* Several messages may go in one call (pipelined queries): the first must fit. */
+		if (len < 12 || (__u64)len + 2 > total)
 			return WL_MSG_NONE;
 		o = 2;
 	} else if (sock_type != WL_SOCK_DGRAM) {
@@ -199,7 +201,10 @@ static __always_inline int wl_infer_dns(const __u8 *b, __u32 n, __u64 total, __u
 	__u32 ns = ((__u32)b[o + 8] << 8) | b[o + 9];
 	__u32 ar = ((__u32)b[o + 10] << 8) | b[o + 11];
 	__u8 label = b[o + 12];
-	if (opcode != 0 || z != 0 || qd != 1 || label > 63)
+	/* QUERY, NOTIFY, UPDATE, DSO (RFC 6895 section 2.2); one question, or none in a
+	 * cookie-only query that carries an EDNS OPT record. */
+	if (!(opcode == 0 || opcode == 2 || opcode == 4 || opcode == 5) || z != 0 || qd > 1 ||
+	    (qd == 0 && ar == 0) || label > 63)
 		return WL_MSG_NONE;
 	if (!qr)
 		return (an == 0 && ns == 0 && ar <= 2) ? WL_MSG_REQUEST : WL_MSG_NONE;

@@ -35,7 +35,7 @@ pub struct Policy {
 pub enum Mode {
     All,
     Pids(HashSet<u32>),
-    Select(Filters),
+    Select(Box<Filters>),
 }
 
 impl Policy {
@@ -63,7 +63,7 @@ impl Policy {
         } else if filters.keeps_everything() {
             Mode::All
         } else {
-            Mode::Select(filters)
+            Mode::Select(Box::new(filters))
         };
         Ok(Policy {
             mode,

@@ -248,8 +248,8 @@ pub fn infer_redis(b: &[u8]) -> Option<Inference> {
     None
 }
 
-/// DNS (RFC 1035 sections 4.1.1 and 4.2.2); mirrors `wl_infer_dns`. Over TCP the two-byte
-/// length must cover the call.
+/// DNS (RFC 1035 sections 4.1.1 and 4.2.2); mirrors `wl_infer_dns`. Over TCP the first
+/// message's two-byte length must fit in the call.
 pub fn infer_dns(b: &[u8], total: u64, transport: Transport) -> Option<Inference> {
     let o = match transport {
         Transport::Tcp => {
@@ -257,7 +257,8 @@ pub fn infer_dns(b: &[u8], total: u64, transport: Transport) -> Option<Inference
                 return None;
             }
             let len = u64::from(u16::from_be_bytes([b[0], b[1]]));
-            if len + 2 != total {
+            // Several messages may go in one call (pipelined queries): the first must fit.
+            if len < 12 || len + 2 > total {
                 return None;
             }
             2
@@ -269,7 +270,9 @@ pub fn infer_dns(b: &[u8], total: u64, transport: Transport) -> Option<Inference
     let (qr, opcode, z) = (f1 >> 7, (f1 >> 3) & 0xf, (f2 >> 6) & 1);
     let word = |i: usize| u16::from_be_bytes([h[i], h[i + 1]]);
     let (qd, an, ns, ar) = (word(4), word(6), word(8), word(10));
-    if opcode != 0 || z != 0 || qd != 1 || h[12] > 63 {
+    // QUERY, NOTIFY, UPDATE, DSO (RFC 6895 section 2.2); one question, or none in a
+    // cookie-only query that carries an EDNS OPT record.
+    if !matches!(opcode, 0 | 2 | 4 | 5) || z != 0 || qd > 1 || (qd == 0 && ar == 0) || h[12] > 63 {
         return None;
     }
     if qr == 0 {

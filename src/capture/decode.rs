@@ -60,6 +60,8 @@ pub fn clock_ns(clock: libc::clockid_t) -> u64 {
 }
 
 /// What a ring-buffer record is for: the pipeline, or the filter control.
+// Data events are nearly all of them: boxing them would cost an allocation each.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Decoded {
     Event(SourceEvent),

@@ -110,6 +110,9 @@ pub struct Capture {
     pub control: control::ControlMaps,
 }
 
+/// Fills the control maps once the programs are loaded, before they are attached.
+pub type InitMaps = Box<dyn FnOnce(&control::ControlMaps) -> Result<(), CaptureError> + Send>;
+
 /// A process called execve (only sent while exec re-decision is on).
 #[derive(Clone, Copy, Debug)]
 pub struct ExecEvent {
@@ -129,7 +132,7 @@ impl Capture {
         cfg: CaptureConfig,
         tx: mpsc::Sender<Vec<SourceEvent>>,
         exec_tx: std::sync::mpsc::Sender<ExecEvent>,
-        init: Box<dyn FnOnce(&control::ControlMaps) -> Result<(), CaptureError> + Send>,
+        init: InitMaps,
     ) -> Result<Capture, CaptureError> {
         sys::ensure_tracefs().map_err(CaptureError::Environment)?;
         let stop = Arc::new(AtomicBool::new(false));
@@ -191,7 +194,7 @@ fn run_thread(
     cfg: CaptureConfig,
     tx: mpsc::Sender<Vec<SourceEvent>>,
     exec_tx: std::sync::mpsc::Sender<ExecEvent>,
-    init: Box<dyn FnOnce(&control::ControlMaps) -> Result<(), CaptureError> + Send>,
+    init: InitMaps,
     stop: &AtomicBool,
     counters: &CaptureCounters,
     ready: &Ready,

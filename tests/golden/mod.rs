@@ -3,7 +3,7 @@
 //! rewrite that file when `BLESS=1` (then review the diff before committing).
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 /// The repository root (where `fixtures/` lives).
@@ -23,9 +23,7 @@ impl Replay {
     pub fn records(&self) -> Vec<serde_json::Value> {
         self.stdout
             .lines()
-            .map(|l| {
-                serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l:?}: {e}"))
-            })
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l:?}: {e}")))
             .collect()
     }
 }
