@@ -26,6 +26,16 @@ if [ "${#missing[@]}" -gt 0 ]; then
   apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
 fi
 
+# kubectl renders the Kubernetes manifests in the tests (`kubectl kustomize`). Machines of this
+# project ship it; elsewhere Debian's kubernetes-client provides it.
+if [ "${1:-}" = "--test" ] && ! command -v kubectl >/dev/null 2>&1; then
+  echo "install-deps: installing kubectl" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q >&2
+  apt-get install -y -q --no-install-recommends kubectl >&2 \
+    || apt-get install -y -q --no-install-recommends kubernetes-client >&2
+fi
+
 if ! command -v cargo >/dev/null 2>&1; then
   echo "install-deps: cargo not found: install a Rust toolchain >= 1.89 (rustup)" >&2
   exit 1
