@@ -8,4 +8,4 @@ scripts/install-deps.sh --test
 rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt || true
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
-cargo test --workspace --all-targets --no-fail-fast -- --test-threads=2
+cargo test --workspace --all-targets --no-fail-fast
