@@ -103,6 +103,15 @@ static __always_inline int wl_infer_pgsql(const __u8 *b, __u32 n, __u64 total)
  * COM_QUERY, COM_STMT_PREPARE, COM_INIT_DB) a payload length that covers exactly the rest of
  * the call, which keeps small binary messages of other protocols out.
  */
+/* Command bytes a client sends in the command phase (MySQL internals, "Text Protocol" and
+ * "Prepared Statements"): QUIT, INIT_DB, QUERY, FIELD_LIST, PING, STMT_PREPARE/EXECUTE/
+ * SEND_LONG_DATA/CLOSE/RESET/FETCH, SET_OPTION. */
+static __always_inline int wl_mysql_command(__u8 c)
+{
+	return c == 0x01 || c == 0x02 || c == 0x03 || c == 0x04 || c == 0x0e ||
+	       (c >= 0x16 && c <= 0x1c);
+}
+
 static __always_inline int wl_infer_mysql(const __u8 *b, __u32 n, __u64 total)
 {
 	if (n < 5)

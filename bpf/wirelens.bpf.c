@@ -258,8 +258,8 @@ static __always_inline long copy_payload(struct wl_scratch *s, struct wl_args *a
 	return off;
 }
 
-/* Sends the stashed 2-byte length as its own data event, before the message it announced. */
-static __always_inline void emit_stash(struct wl_conn *c, __u8 dir)
+/* Sends the stashed length header as its own data event, before the message it announced. */
+static __always_inline void emit_stash(struct wl_conn *c, __u8 dir, __u8 proto)
 {
 	struct {
 		struct wl_data_event hdr;
@@ -267,16 +267,19 @@ static __always_inline void emit_stash(struct wl_conn *c, __u8 dir)
 	} e = {};
 	e.hdr.type = WL_EV_DATA;
 	e.hdr.dir = dir;
-	e.hdr.captured = 2;
-	e.hdr.total = 2;
+	__u32 n = c->stash_len > 4 ? 4 : c->stash_len;
+	e.hdr.captured = n;
+	e.hdr.total = n;
 	e.hdr.ts_ns = bpf_ktime_get_ns();
 	bpf_get_current_comm(e.hdr.comm, sizeof(e.hdr.comm));
 	e.hdr.conn = *c;
-	e.hdr.conn.protocol = WL_PROTO_DNS;
+	e.hdr.conn.protocol = proto;
 	e.data[0] = c->stash[0];
 	e.data[1] = c->stash[1];
+	e.data[2] = c->stash[2];
+	e.data[3] = c->stash[3];
 	c->stash_len = 0;
-	if (bpf_ringbuf_output(&events, &e, sizeof(e.hdr) + 2, 0))
+	if (bpf_ringbuf_output(&events, &e, sizeof(e.hdr) + (n & 7), 0))
 		count(WL_CNT_RB_FULL_DATA);
 	else
 		count(WL_CNT_DATA_EVENTS);
@@ -328,13 +331,26 @@ static __always_inline int data_exit(long ret)
 				stashed = 1;
 			}
 		}
+		/* MySQL read in two calls (the 4-byte packet header, then the payload), as
+		 * mariadbd does: a command after a header of sequence 0 announcing its length. */
+		if (kind == WL_MSG_NONE && c->stash_len == 4 && args.dir == c->stash_dir &&
+		    (proto_mask & (1 << WL_PROTO_MYSQL)) && c->stash[3] == 0 && got > 0 &&
+		    (c->stash[0] | ((__u64)c->stash[1] << 8) | ((__u64)c->stash[2] << 16)) ==
+			    (__u64)ret &&
+		    wl_mysql_command(s->data[0])) {
+			kind = WL_MSG_REQUEST;
+			proto = WL_PROTO_MYSQL;
+			stashed = 1;
+		}
 		if (kind == WL_MSG_NONE) {
 			/* Keep up to two bytes read or written alone (dnsmasq reads the
 			 * length one byte at a time). */
-			if (c->sock_type == WL_SOCK_STREAM && got == ret && ret == 2) {
+			if (c->sock_type == WL_SOCK_STREAM && got == ret && (ret == 2 || ret == 4)) {
 				c->stash[0] = s->data[0];
 				c->stash[1] = s->data[1];
-				c->stash_len = 2;
+				c->stash[2] = s->data[2];
+				c->stash[3] = s->data[3];
+				c->stash_len = ret;
 				c->stash_dir = args.dir;
 			} else if (c->sock_type == WL_SOCK_STREAM && got == ret && ret == 1 &&
 				   (c->stash_len == 0 ||
@@ -358,7 +374,7 @@ static __always_inline int data_exit(long ret)
 			c->role = req_out ? WL_ROLE_CLIENT : WL_ROLE_SERVER;
 		}
 		if (stashed)
-			emit_stash(c, args.dir);
+			emit_stash(c, args.dir, proto);
 	}
 
 	s->hdr.type = WL_EV_DATA;

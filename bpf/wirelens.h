@@ -104,10 +104,9 @@ struct wl_conn {
 	__u8 protocol;       /* enum wl_protocol */
 	__u8 sock_type;      /* SOCK_STREAM or SOCK_DGRAM */
 	__u8 infer_tries;    /* data calls seen without a protocol match (kernel only) */
-	__u8 stash[2];       /* 1-2 bytes read/written alone: maybe a DNS-over-TCP length (kernel only) */
+	__u8 stash[4];       /* 1-4 bytes read/written alone: maybe a length header (kernel only) */
 	__u8 stash_len;      /* how many bytes stash holds */
 	__u8 stash_dir;      /* its direction */
-	__u8 _pad[2];
 };
 
 /* Header of a WL_EV_DATA record; `captured` payload bytes follow it in the same record. */

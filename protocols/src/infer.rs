@@ -1,5 +1,7 @@
 //! Protocol inference from the first bytes of a message: the user-space mirror of
-//! `bpf/infer.h`. Both must give the same answer for the same bytes; the unit tests here run
+//! `bpf/infer.h`. (The kernel also keeps a lone 1-4 byte read, a DNS-over-TCP length or a
+//! MySQL packet header, to match it with the call that follows; replay sees whole segments
+//! and needs no such step.) Both must give the same answer for the same bytes; the unit tests here run
 //! the rules on fixture bytes, and every check is commented with why it holds.
 
 use serde::Serialize;
