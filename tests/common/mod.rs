@@ -209,15 +209,27 @@ impl Nginx {
         }
     }
 
-    /// The worker processes (children of the master): they do the socket I/O.
+    /// The worker processes (children of the master): they do the socket I/O. Waits until
+    /// the worker exists, so a `--pid` list built from it is never empty.
     pub fn workers(&self) -> Vec<u32> {
-        children(self.master.pid())
+        let start = Instant::now();
+        loop {
+            let w = children(self.master.pid());
+            if !w.is_empty() {
+                return w;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "nginx started no worker within 10 s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 
 impl Drop for Nginx {
     fn drop(&mut self) {
-        for w in self.workers() {
+        for w in children(self.master.pid()) {
             // SAFETY: signalling a child of a process this test started.
             unsafe { libc::kill(w as i32, libc::SIGKILL) };
         }
