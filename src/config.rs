@@ -1,12 +1,15 @@
 //! The agent's configuration file (`run --config FILE`), YAML. Every key is documented in the
 //! README's configuration reference; unknown keys are refused with their path.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::aggregate::{AggregationConfig, AggregationSettings};
 use crate::capture::{CaptureConfig, MAX_CAPTURE_BYTES};
 use crate::conntrack::ConntrackConfig;
+use crate::export::MetricsEndpoint;
 use crate::output::Format;
 
 /// The whole file. Every field has a default, so an empty file is valid.
@@ -35,7 +38,18 @@ pub struct Config {
     pub drain_interval_ms: u64,
     /// Seconds between counter summaries in the log (0: only at exit).
     pub stats_interval_s: u64,
+    /// How records become metric series: period, expiry, budgets, routes (README, "Metrics").
+    pub aggregation: AggregationConfig,
+    /// Address of the HTTP endpoint (`/metrics`, `/healthz`, `/readyz`); absent:
+    /// [`DEFAULT_METRICS_ADDR`].
+    pub metrics_addr: Option<SocketAddr>,
 }
+
+/// Where `/metrics` listens when neither `--metrics-addr` nor `metrics_addr` says.
+pub const DEFAULT_METRICS_ADDR: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
+    std::net::Ipv4Addr::LOCALHOST,
+    9464,
+));
 
 impl Default for Config {
     fn default() -> Self {
@@ -51,6 +65,8 @@ impl Default for Config {
             wakeup_bytes: 256 * 1024,
             drain_interval_ms: 20,
             stats_interval_s: 60,
+            aggregation: AggregationConfig::default(),
+            metrics_addr: None,
         }
     }
 }
@@ -77,6 +93,8 @@ pub enum ConfigError {
     },
     #[error("{message}")]
     Filters { message: String },
+    #[error("{field}: {message}")]
+    Aggregation { field: String, message: String },
 }
 
 /// What `run` needs, checked and built from a [`Config`].
@@ -88,6 +106,8 @@ pub struct RunSettings {
     pub output: Option<PathBuf>,
     pub stats_interval_s: u64,
     pub policy: crate::filter_ctl::Policy,
+    pub aggregation: AggregationSettings,
+    pub metrics: MetricsEndpoint,
 }
 
 impl Config {
@@ -140,6 +160,13 @@ impl Config {
                 message: "must be at least 1".into(),
             });
         }
+        let aggregation = self
+            .aggregation
+            .build()
+            .map_err(|e| ConfigError::Aggregation {
+                field: e.field,
+                message: e.message,
+            })?;
         Ok(RunSettings {
             capture: CaptureConfig {
                 capture_bytes: self.capture_bytes,
@@ -156,6 +183,11 @@ impl Config {
             output: self.output.clone(),
             stats_interval_s: self.stats_interval_s,
             policy,
+            aggregation,
+            metrics: MetricsEndpoint {
+                addr: self.metrics_addr.unwrap_or(DEFAULT_METRICS_ADDR),
+                explicit: self.metrics_addr.is_some(),
+            },
         })
     }
 }
@@ -205,6 +237,44 @@ mod tests {
             e.starts_with("filters.exclude.cmdline[0]: invalid regular expression"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn aggregation_and_metrics_addr() {
+        let s = Config::default().build().unwrap();
+        assert_eq!(s.aggregation.period.as_secs(), 15);
+        assert_eq!(s.aggregation.expiry_periods, 20);
+        assert_eq!(s.aggregation.series_per_service, 1000);
+        assert_eq!(s.aggregation.segment_values, 50);
+        assert_eq!(s.metrics.addr.to_string(), "127.0.0.1:9464");
+        assert!(!s.metrics.explicit);
+        let c = Config::parse(
+            "metrics_addr: 0.0.0.0:9464\naggregation:\n  period_s: 5\n  expiry_periods: 3\n  \
+             series_per_service: 10\n  segment_values: 7\n  routes: [\"/users/{id}/orders\"]\n",
+        )
+        .unwrap();
+        let s = c.build().unwrap();
+        assert_eq!(s.metrics.addr.to_string(), "0.0.0.0:9464");
+        assert!(s.metrics.explicit);
+        assert_eq!(s.aggregation.period.as_secs(), 5);
+        assert_eq!(s.aggregation.expiry_periods, 3);
+        assert_eq!(s.aggregation.series_per_service, 10);
+        assert_eq!(s.aggregation.segment_values, 7);
+        assert_eq!(
+            s.aggregation.routes.matching("/users/{id}/orders"),
+            Some("/users/{id}/orders")
+        );
+        let (field, _) = Config::parse("aggregation:\n  period: 5\n").unwrap_err();
+        assert_eq!(field, "aggregation.period");
+        let (field, msg) = Config::parse("metrics_addr: localhost\n").unwrap_err();
+        assert_eq!(field, "metrics_addr");
+        assert!(msg.contains("invalid socket address"), "{msg}");
+        let c = Config::parse("aggregation:\n  period_s: 0\n").unwrap();
+        let e = c.build().unwrap_err().to_string();
+        assert_eq!(e, "aggregation.period_s: must be at least 1");
+        let c = Config::parse("aggregation:\n  routes: [\"/a\", \"b/{c}\"]\n").unwrap();
+        let e = c.build().unwrap_err().to_string();
+        assert_eq!(e, "aggregation.routes[1]: `b/{c}` does not start with `/`");
     }
 
     /// The shape issue #4 documents, as users write it.

@@ -1,9 +1,12 @@
-//! The wirelens agent: capture (live eBPF or pcap replay), conntrack, parse, pair, output.
+//! The wirelens agent: capture (live eBPF or pcap replay), conntrack, parse, pair, output,
+//! aggregate, export.
 
+pub mod aggregate;
 pub mod capture;
 pub mod config;
 pub mod conntrack;
 pub mod event;
+pub mod export;
 pub mod filter_ctl;
 pub mod floor;
 pub mod output;

@@ -37,6 +37,9 @@ enum Command {
         /// Write records to this file instead of stdout.
         #[arg(long)]
         output: Option<PathBuf>,
+        /// Serve /metrics, /healthz and /readyz here [default: 127.0.0.1:9464].
+        #[arg(long, value_name = "ADDR:PORT")]
+        metrics_addr: Option<std::net::SocketAddr>,
     },
     /// Read pcap/pcapng files and print the same records, in capture order.
     Replay {
@@ -72,7 +75,8 @@ fn main() -> ExitCode {
             capture_bytes,
             format,
             output,
-        } => run(config, pids, capture_bytes, format, output),
+            metrics_addr,
+        } => run(config, pids, capture_bytes, format, output, metrics_addr),
         Command::Replay {
             format,
             output,
@@ -102,6 +106,7 @@ fn run(
     capture_bytes: Option<u32>,
     format: Option<Format>,
     output: Option<PathBuf>,
+    metrics_addr: Option<std::net::SocketAddr>,
 ) -> anyhow::Result<()> {
     let cli_pids = pids.clone();
     let mut cfg = match &config {
@@ -131,6 +136,9 @@ fn run(
     }
     if output.is_some() {
         cfg.output = output;
+    }
+    if metrics_addr.is_some() {
+        cfg.metrics_addr = metrics_addr;
     }
     let settings = cfg.build()?;
     let rt = tokio::runtime::Builder::new_multi_thread()

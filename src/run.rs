@@ -1,5 +1,7 @@
-//! `wirelens run`: the live pipeline. capture (thread) -> conntrack/parse/pair (task) -> output.
+//! `wirelens run`: the live pipeline. capture (thread) -> conntrack/parse/pair (task) -> output
+//! and aggregate; the metrics endpoint (task) reads the aggregate.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -9,6 +11,8 @@ use crate::capture::decode::clock_ns;
 use crate::capture::{Capture, CaptureCounters};
 use crate::config::RunSettings;
 use crate::conntrack::{Conntrack, ConntrackStats};
+use crate::export::http::MetricsServer;
+use crate::export::{Health, Metrics, MetricsEndpoint};
 use crate::filter_ctl;
 use crate::output::RecordWriter;
 use crate::preflight;
@@ -21,6 +25,8 @@ pub async fn run(
     watch: Option<std::path::PathBuf>,
 ) -> anyhow::Result<()> {
     preflight::require_privileges()?;
+    let metrics = Arc::new(Metrics::new(settings.aggregation.clone()));
+    serve_metrics(&settings.metrics, &metrics).await?;
     let mut writer = RecordWriter::open(settings.format, settings.output.as_deref())
         .context("opening the output")?;
     let (tx, mut rx) = mpsc::channel(256);
@@ -45,6 +51,7 @@ pub async fn run(
             Ok(())
         }),
     )?;
+    metrics.set_ready(true);
     let maps = capture.control.try_clone()?;
     let control = std::thread::Builder::new()
         .name("wl-filters".into())
@@ -70,6 +77,8 @@ pub async fn run(
     let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut sweep = tokio::time::interval(Duration::from_secs(1));
+    let period = settings.aggregation.period;
+    let mut period_end = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     let stats_every = settings.stats_interval_s;
     let mut last_stats = std::time::Instant::now();
     // Tests and scripts wait for this line before they send traffic.
@@ -83,37 +92,80 @@ pub async fn run(
                 for ev in batch {
                     conntrack.handle(ev, &mut records);
                 }
-                write_all(&mut writer, &mut records)?;
+                write_all(&mut writer, &mut records, &metrics)?;
             }
             _ = sweep.tick() => {
                 conntrack.sweep(clock_ns(libc::CLOCK_REALTIME), &mut records);
-                write_all(&mut writer, &mut records)?;
+                write_all(&mut writer, &mut records, &metrics)?;
+                let stats = conntrack.stats();
+                metrics.set_health(Health::from_pipeline(&counters, &stats, conntrack.len()));
                 if stats_every > 0 && last_stats.elapsed().as_secs() >= stats_every {
-                    log_stats(&counters, &conntrack.stats(), conntrack.len());
+                    log_stats(&counters, &stats, conntrack.len());
                     last_stats = std::time::Instant::now();
                 }
             }
+            _ = period_end.tick() => metrics.aggregator().tick(),
             _ = sighup.recv() => { let _ = ctl_tx.send(filter_ctl::Msg::Reload); }
-            _ = sigint.recv(), if !stopping => { stopping = true; capture.request_stop(); }
-            _ = sigterm.recv(), if !stopping => { stopping = true; capture.request_stop(); }
+            _ = sigint.recv(), if !stopping => {
+                stopping = true;
+                metrics.set_ready(false);
+                capture.request_stop();
+            }
+            _ = sigterm.recv(), if !stopping => {
+                stopping = true;
+                metrics.set_ready(false);
+                capture.request_stop();
+            }
         }
     }
     capture.stop();
     drop(ctl_tx);
     let _ = exec_fwd.join();
     let _ = control.join();
-    write_all(&mut writer, &mut records)?;
+    write_all(&mut writer, &mut records, &metrics)?;
     writer.flush().context("flushing the output")?;
     let stats = conntrack.stats();
+    metrics.set_health(Health::from_pipeline(&counters, &stats, conntrack.len()));
     log_stats(&counters, &stats, conntrack.len());
     eprintln!("wirelens: {}", summary(&counters, &stats, writer.written));
     Ok(())
 }
 
+/// Starts the metrics endpoint. An address the user chose must work; the default one may be
+/// taken by another agent on this host, which only costs this one its endpoint.
+async fn serve_metrics(ep: &MetricsEndpoint, metrics: &Arc<Metrics>) -> anyhow::Result<()> {
+    match MetricsServer::bind(ep.addr).await {
+        Ok(server) => {
+            let addr = server.local_addr().unwrap_or(ep.addr);
+            server.spawn(metrics.clone());
+            tracing::info!(%addr, "serving /metrics, /healthz, /readyz");
+            Ok(())
+        }
+        Err(e) if !ep.explicit => {
+            tracing::warn!(
+                addr = %ep.addr,
+                reason = %e.kind(),
+                "metrics endpoint not started: the default address is not available \
+                 (another agent?); choose one with --metrics-addr"
+            );
+            Ok(())
+        }
+        Err(e) => Err(e).with_context(|| format!("listening on metrics address {}", ep.addr)),
+    }
+}
+
+/// Counts each record in the aggregate, then writes it.
 fn write_all(
     writer: &mut RecordWriter,
     records: &mut Vec<crate::output::Record>,
+    metrics: &Metrics,
 ) -> anyhow::Result<()> {
+    if !records.is_empty() {
+        let mut agg = metrics.aggregator();
+        for r in records.iter() {
+            agg.observe(r);
+        }
+    }
     for r in records.drain(..) {
         writer.write(&r).context("writing a record")?;
     }

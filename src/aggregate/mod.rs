@@ -1,0 +1,323 @@
+//! Aggregation: records folded into series per observed service, with latency histograms,
+//! bounded in cardinality (ARCHITECTURE.md, the `aggregate` stage).
+//!
+//! A series is keyed by service, peer, protocol and side ([`Family`]), operation and outcome
+//! ([`SeriesKey`]). Its counters and histogram are cumulative from the moment it appears
+//! (Prometheus semantics); exporters read them at any time ([`Aggregator::series`]).
+//!
+//! Time is counted in periods (`aggregation.period_s`): [`Aggregator::tick`] closes one.
+//! A series not updated for `expiry_periods` periods is forgotten (if it comes back, it starts
+//! again from zero, which Prometheus reads as a counter reset).
+//!
+//! Cardinality is bounded three ways: HTTP routes are templated ([`route`]); each service may
+//! hold `series_per_service` series, and a measurement that would need one more goes to the
+//! service's overflow series of that metric instead ([`Operation::Overflow`]) and is counted
+//! in [`AggregatorStats::dropped`]; stale series expire.
+
+pub mod histogram;
+pub mod key;
+pub mod route;
+
+use std::collections::HashMap;
+
+use serde::Deserialize;
+use wirelens_protocols::Status;
+
+pub use histogram::Histogram;
+pub use key::{DbSystem, Family, Operation, SeriesKey};
+pub use route::{RoutePatterns, RouteTree};
+
+use crate::output::Record;
+
+/// The `aggregation:` section of the configuration file.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AggregationConfig {
+    /// Length of a period, seconds (at least 1): the unit of expiry (and, later, of export).
+    pub period_s: u64,
+    /// A series not updated for this many periods is dropped (at least 1).
+    pub expiry_periods: u64,
+    /// Series one observed service may hold at once; more go to its `_overflow` series.
+    pub series_per_service: usize,
+    /// Distinct values one path segment may take after the same prefix before it becomes
+    /// `{param}` (at least 1).
+    pub segment_values: usize,
+    /// Route patterns tried first, in order, e.g. `/users/{id}/orders`: `{name}` matches any
+    /// one segment; the first match is the route, as written here.
+    pub routes: Vec<String>,
+}
+
+impl Default for AggregationConfig {
+    fn default() -> Self {
+        AggregationConfig {
+            period_s: 15,
+            expiry_periods: 20,
+            series_per_service: 1000,
+            segment_values: 50,
+            routes: Vec::new(),
+        }
+    }
+}
+
+/// A bad `aggregation` value: the key's path under `aggregation` and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InvalidAggregation {
+    pub field: String,
+    pub message: String,
+}
+
+impl AggregationConfig {
+    /// Checks every value and compiles the route patterns.
+    pub fn build(&self) -> Result<AggregationSettings, InvalidAggregation> {
+        let at_least_one = |field: &str, v: u64| {
+            if v == 0 {
+                Err(InvalidAggregation {
+                    field: format!("aggregation.{field}"),
+                    message: "must be at least 1".into(),
+                })
+            } else {
+                Ok(())
+            }
+        };
+        at_least_one("period_s", self.period_s)?;
+        at_least_one("expiry_periods", self.expiry_periods)?;
+        at_least_one("series_per_service", self.series_per_service as u64)?;
+        at_least_one("segment_values", self.segment_values as u64)?;
+        let routes =
+            RoutePatterns::compile(&self.routes).map_err(|(i, message)| InvalidAggregation {
+                field: format!("aggregation.routes[{i}]"),
+                message,
+            })?;
+        Ok(AggregationSettings {
+            period: std::time::Duration::from_secs(self.period_s),
+            expiry_periods: self.expiry_periods,
+            series_per_service: self.series_per_service,
+            segment_values: self.segment_values,
+            routes,
+        })
+    }
+}
+
+/// Checked aggregation settings ([`AggregationConfig::build`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct AggregationSettings {
+    pub period: std::time::Duration,
+    pub expiry_periods: u64,
+    pub series_per_service: usize,
+    pub segment_values: usize,
+    pub routes: RoutePatterns,
+}
+
+impl Default for AggregationSettings {
+    fn default() -> Self {
+        let c = AggregationConfig::default();
+        AggregationSettings {
+            period: std::time::Duration::from_secs(c.period_s),
+            expiry_periods: c.expiry_periods,
+            series_per_service: c.series_per_service,
+            segment_values: c.segment_values,
+            routes: RoutePatterns::default(),
+        }
+    }
+}
+
+/// The counters and histogram of one series, cumulative since it appeared.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Series {
+    /// Requests (exchanges) counted.
+    pub requests: u64,
+    /// Of those, the ones whose status is not `ok`.
+    pub errors: u64,
+    /// Of those, the ones without a latency (timeout, reset): not in the histogram.
+    pub unanswered: u64,
+    /// Latencies of the requests that had one.
+    pub latency: Histogram,
+    /// The period it was last updated in.
+    last_period: u64,
+}
+
+impl Series {
+    fn add(&mut self, r: &Record, period: u64) {
+        self.requests += 1;
+        if r.status != Status::Ok {
+            self.errors += 1;
+        }
+        match r.latency_ns {
+            Some(ns) => self.latency.observe(ns),
+            None => self.unanswered += 1,
+        }
+        self.last_period = period;
+    }
+
+    /// The period this series was last updated in.
+    pub fn last_period(&self) -> u64 {
+        self.last_period
+    }
+}
+
+/// Counters of the aggregator itself (exported as `wirelens_series*`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AggregatorStats {
+    /// Series held now, overflow series included.
+    pub series: usize,
+    /// Measurements that went to an overflow series because their own series was refused
+    /// by the service's budget.
+    pub dropped: u64,
+    /// Series forgotten after `expiry_periods` idle periods.
+    pub expired: u64,
+    /// Route tree nodes that collapsed to `{param}`.
+    pub collapsed_segments: u64,
+}
+
+/// One observed service: its series (at most the budget, plus one overflow series per
+/// metric that overflowed) and its route trees.
+#[derive(Debug, Default)]
+struct Service {
+    series: HashMap<SeriesKey, Series>,
+    /// How many of `series` are overflow series.
+    overflow: usize,
+    routes: HashMap<Family, RouteTree>,
+}
+
+impl Service {
+    fn own_series(&self) -> usize {
+        self.series.len() - self.overflow
+    }
+}
+
+/// A series as exporters see it.
+#[derive(Clone, Copy, Debug)]
+pub struct SeriesRef<'a> {
+    pub service: &'a str,
+    pub key: &'a SeriesKey,
+    pub series: &'a Series,
+}
+
+/// Folds records into series. Owned by the pipeline; exporters read it under a lock.
+#[derive(Debug)]
+pub struct Aggregator {
+    settings: AggregationSettings,
+    services: HashMap<String, Service>,
+    period: u64,
+    expired: u64,
+    /// Measurements sent to an overflow series, by service; kept when the service expires so
+    /// that the counter never goes down.
+    dropped: HashMap<String, u64>,
+}
+
+impl Aggregator {
+    pub fn new(settings: AggregationSettings) -> Aggregator {
+        Aggregator {
+            settings,
+            services: HashMap::new(),
+            period: 0,
+            expired: 0,
+            dropped: HashMap::new(),
+        }
+    }
+
+    pub fn settings(&self) -> &AggregationSettings {
+        &self.settings
+    }
+
+    /// Counts one record in its series (or its service's overflow series).
+    pub fn observe(&mut self, r: &Record) {
+        let name = key::service_of(r);
+        if !self.services.contains_key(name) {
+            self.services.insert(name.to_string(), Service::default());
+        }
+        let Some(service) = self.services.get_mut(name) else {
+            return;
+        };
+        let settings = &self.settings;
+        let routes = &mut service.routes;
+        let k = key::key_of(r, |family, raw| {
+            if let Some(p) = settings.routes.matching(raw) {
+                return p.to_string();
+            }
+            routes
+                .entry(family)
+                .or_insert_with(|| RouteTree::new(settings.segment_values))
+                .template(raw)
+        });
+        let period = self.period;
+        if let Some(s) = service.series.get_mut(&k) {
+            s.add(r, period);
+            return;
+        }
+        let k = if service.own_series() < settings.series_per_service {
+            k
+        } else {
+            match self.dropped.get_mut(name) {
+                Some(n) => *n += 1,
+                None => {
+                    self.dropped.insert(name.to_string(), 1);
+                }
+            }
+            let k = SeriesKey::overflow(k.family);
+            if let Some(s) = service.series.get_mut(&k) {
+                s.add(r, period);
+                return;
+            }
+            service.overflow += 1;
+            k
+        };
+        service.series.entry(k).or_default().add(r, period);
+    }
+
+    /// Closes the current period: series (and services) not updated during the last
+    /// `expiry_periods` periods, the one closing included, are forgotten.
+    pub fn tick(&mut self) {
+        let (closed, keep) = (self.period, self.settings.expiry_periods);
+        self.period += 1;
+        // Periods without an update, the closing one included: 0 if it was updated in it.
+        let fresh = |s: &Series| closed - s.last_period < keep;
+        let mut expired = 0;
+        self.services.retain(|_, svc| {
+            let before = svc.series.len();
+            svc.series.retain(|_, s| fresh(s));
+            expired += (before - svc.series.len()) as u64;
+            svc.overflow = svc
+                .series
+                .keys()
+                .filter(|k| k.operation == Operation::Overflow)
+                .count();
+            !svc.series.is_empty()
+        });
+        self.expired += expired;
+    }
+
+    /// Periods closed so far.
+    pub fn period(&self) -> u64 {
+        self.period
+    }
+
+    /// Every series held now, overflow series included, in no particular order.
+    pub fn series(&self) -> impl Iterator<Item = SeriesRef<'_>> + '_ {
+        self.services.iter().flat_map(|(name, svc)| {
+            svc.series.iter().map(move |(key, series)| SeriesRef {
+                service: name,
+                key,
+                series,
+            })
+        })
+    }
+
+    /// Measurements each service's budget sent to an overflow series, cumulative.
+    pub fn dropped_by_service(&self) -> impl Iterator<Item = (&str, u64)> + '_ {
+        self.dropped.iter().map(|(n, d)| (n.as_str(), *d))
+    }
+
+    pub fn stats(&self) -> AggregatorStats {
+        let mut st = AggregatorStats {
+            expired: self.expired,
+            dropped: self.dropped.values().sum(),
+            ..AggregatorStats::default()
+        };
+        for svc in self.services.values() {
+            st.series += svc.series.len();
+            st.collapsed_segments += svc.routes.values().map(|t| t.collapsed).sum::<u64>();
+        }
+        st
+    }
+}

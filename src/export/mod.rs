@@ -1,0 +1,118 @@
+//! Export: what the aggregator holds and how the agent is doing, served to the outside.
+//!
+//! - [`prometheus`]: the text exposition of the series and the health counters;
+//! - [`http`]: the agent's HTTP endpoint (`/metrics`, `/healthz`, `/readyz`).
+//!
+//! The pipeline owns the writes: it feeds records to the aggregator, closes periods, and
+//! publishes its counters into [`Health`] (at least once a second). Exporters only read,
+//! under the same locks, so a scrape always sees whole records.
+
+pub mod http;
+pub mod prometheus;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use crate::aggregate::{AggregationSettings, Aggregator};
+use crate::capture::CaptureCounters;
+use crate::conntrack::ConntrackStats;
+
+/// Where the agent serves its metrics, and whether the user chose the address.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MetricsEndpoint {
+    pub addr: std::net::SocketAddr,
+    /// Given by `--metrics-addr` or `metrics_addr`: failing to listen there stops the agent.
+    /// The default address only warns when it is taken (another agent on this host).
+    pub explicit: bool,
+}
+
+/// The agent's own counters, as last published by the pipeline.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Health {
+    /// Data events the kernel sent.
+    pub kernel_events: u64,
+    /// What was lost, by stage (`wirelens_events_lost_total{stage}`).
+    pub lost: Vec<(&'static str, u64)>,
+    /// Exchanges reconstructed.
+    pub exchanges: u64,
+    /// Connections tracked in user space now.
+    pub connections_tracked: u64,
+}
+
+impl Health {
+    /// The live pipeline's counters. Stages: `ringbuf` (the kernel could not queue),
+    /// `read_fault` (payload copy faulted), `conn_table_full` and `inflight_full` (kernel
+    /// tables full), `decode` (undecodable ring buffer records), `undetermined_side` (bytes
+    /// before the client side was known), `parse` (invalid bytes, per resync),
+    /// `unmatched_response` (no request waiting), `gap` (message boundaries lost in an
+    /// uncaptured gap), `pending_overflow` (too many requests waiting on one connection).
+    pub fn from_pipeline(c: &CaptureCounters, s: &ConntrackStats, conns: usize) -> Health {
+        let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        Health {
+            kernel_events: get(&c.kernel_data_events),
+            lost: vec![
+                ("ringbuf", c.lost()),
+                ("read_fault", get(&c.kernel_read_faults)),
+                ("conn_table_full", get(&c.kernel_conn_table_full)),
+                ("inflight_full", get(&c.kernel_inflight_full)),
+                ("decode", get(&c.decode_errors)),
+                ("undetermined_side", s.undetermined_side_events),
+                ("parse", s.parse.parse_errors),
+                ("unmatched_response", s.parse.unmatched_responses),
+                ("gap", s.parse.lost_in_gap),
+                ("pending_overflow", s.parse.pending_overflow),
+            ],
+            exchanges: s.exchanges,
+            connections_tracked: conns as u64,
+        }
+    }
+}
+
+/// What the pipeline writes and the exporters read.
+#[derive(Debug)]
+pub struct Metrics {
+    aggregator: Mutex<Aggregator>,
+    health: Mutex<Health>,
+    ready: AtomicBool,
+}
+
+impl Metrics {
+    pub fn new(settings: AggregationSettings) -> Metrics {
+        Metrics {
+            aggregator: Mutex::new(Aggregator::new(settings)),
+            health: Mutex::new(Health::default()),
+            ready: AtomicBool::new(false),
+        }
+    }
+
+    /// The aggregator, locked. A panic elsewhere while it was held leaves counts that are
+    /// still counts, so a poisoned lock is used as is.
+    pub fn aggregator(&self) -> MutexGuard<'_, Aggregator> {
+        self.aggregator
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn set_health(&self, h: Health) {
+        *self.health.lock().unwrap_or_else(PoisonError::into_inner) = h;
+    }
+
+    /// `/readyz` answers 200 once this is set (the capture is attached).
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::SeqCst);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst)
+    }
+
+    /// The Prometheus text exposition of everything.
+    pub fn render_prometheus(&self) -> String {
+        let health = self
+            .health
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        prometheus::render(&self.aggregator(), &health)
+    }
+}
