@@ -67,9 +67,9 @@ static __always_inline int wl_infer_http(const __u8 *b, __u32 n)
  * StartupMessage: int32 length (>= 8) then int32 196608 (3.0); SSLRequest and
  * GSSENCRequest: length exactly 8 then 80877103 / 80877104. Those codes are chosen by the
  * protocol never to be a valid version, and no other protocol here starts with a big-endian
- * length followed by them. A simple Query ('Q') or Parse ('P') mid-connection: the type byte,
- * then an int32 length that covers exactly the rest of the call; with the length check the
- * false-positive rate on random binary data is about 2^-32 per call.
+ * length followed by them. A simple Query ('Q') mid-connection: the type byte, then an int32
+ * length that covers exactly the rest of the call; a Parse ('P') or Bind ('B', prepared
+ * statements) whose length fits in the call (Bind/Execute/Sync go out together).
  * Backend: an AuthenticationRequest ('R', length 8..2^16, code 0..12) answers the startup
  * message; a ReadyForQuery ('Z', length 5, status I/T/E) ends every exchange.
  */
@@ -84,8 +84,8 @@ static __always_inline int wl_infer_pgsql(const __u8 *b, __u32 n, __u64 total)
 	if (n >= 8 && code == 196608 && len >= 8 && len <= 10000 && len == total)
 		return WL_MSG_REQUEST;
 	__u32 mlen = ((__u32)b[1] << 24) | ((__u32)b[2] << 16) | ((__u32)b[3] << 8) | b[4];
-	if ((b[0] == 'Q' || b[0] == 'P') && mlen >= 5 && (__u64)mlen + 1 <= total &&
-	    (b[0] == 'P' || (__u64)mlen + 1 == total))
+	if ((b[0] == 'Q' || b[0] == 'P' || b[0] == 'B') && mlen >= 5 && (__u64)mlen + 1 <= total &&
+	    (b[0] != 'Q' || (__u64)mlen + 1 == total))
 		return WL_MSG_REQUEST;
 	if (n >= 9 && b[0] == 'R' && mlen >= 8 && mlen < 65536 && b[5] == 0 && b[6] == 0 && b[7] == 0 &&
 	    b[8] <= 12)

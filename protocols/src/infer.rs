@@ -136,7 +136,8 @@ fn found(protocol: Protocol, kind: MessageKind, confidence: Confidence) -> Optio
 
 /// PostgreSQL protocol 3.0 (PostgreSQL docs, "Message Formats"); mirrors `wl_infer_pgsql`.
 /// StartupMessage (length, 196608), SSLRequest / GSSENCRequest (length 8, 80877103 /
-/// 80877104) are certain; a Query or Parse whose length covers the call, an Authentication
+/// 80877104) are certain; a Query whose length covers the call, a Parse or Bind whose length
+/// fits in it, an Authentication
 /// request or a ReadyForQuery are likely.
 pub fn infer_pgsql(b: &[u8], total: u64) -> Option<Inference> {
     use Confidence::*;
@@ -153,10 +154,10 @@ pub fn infer_pgsql(b: &[u8], total: u64) -> Option<Inference> {
         return None;
     }
     let mlen = be32(b, 1)?;
-    if (b[0] == b'Q' || b[0] == b'P')
+    if matches!(b[0], b'Q' | b'P' | b'B')
         && mlen >= 5
         && u64::from(mlen) < total
-        && (b[0] == b'P' || u64::from(mlen) + 1 == total)
+        && (b[0] != b'Q' || u64::from(mlen) + 1 == total)
     {
         return found(Protocol::Pgsql, Request, Likely);
     }
@@ -344,6 +345,9 @@ mod tests {
         assert_eq!(tcp(q), Some((Protocol::Pgsql, Request)));
         // The same bytes inside a longer call whose length does not match are not taken.
         assert_eq!(infer(q, 100, Transport::Tcp), None);
+        // Bind/Execute/Sync of a prepared statement, sent together (mid-connection).
+        let bes = b"B\0\0\0\x1a\0by_key\0\0\0\0\x01\0\0\0\x012\0\0E\0\0\0\t\0\0\0\0\0S\0\0\0\x04";
+        assert_eq!(tcp(bes), Some((Protocol::Pgsql, Request)));
         assert_eq!(tcp(b"Z\0\0\0\x05I"), Some((Protocol::Pgsql, Response)));
         assert_eq!(
             tcp(b"R\0\0\0\x08\0\0\0\0"),

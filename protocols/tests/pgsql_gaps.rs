@@ -1,0 +1,281 @@
+//! Capture gaps, garbage and captures that start mid-connection, for the PostgreSQL parser:
+//! what the kernel's per-call prefix (4096 bytes by default) and lost segments do to a stream.
+
+mod pgsql_support;
+
+use pgsql_support::*;
+use wirelens_protocols::Side;
+
+fn s(v: &[&str]) -> Vec<String> {
+    v.iter().map(|x| x.to_string()).collect()
+}
+
+const PREFIX: usize = 4096;
+/// The backend's output buffer: it writes (and the kernel sees) at most this much per call.
+const WRITE: usize = 8192;
+
+/// `bytes` written in calls of at most `write` bytes, each captured up to `PREFIX`.
+fn writes(mut sc: Script, side: Side, ts: u64, bytes: &[u8], write: usize) -> Script {
+    for w in bytes.chunks(write) {
+        let n = w.len().min(PREFIX);
+        sc = sc.push(side, ts, &w[..n], (w.len() - n) as u64);
+    }
+    sc
+}
+
+/// A result of `n` rows of about 60 bytes each.
+fn wide_rows(n: usize) -> Vec<u8> {
+    let mut v = row_desc(&["id", "filler"]);
+    for i in 0..n {
+        v.extend(data_row(&[Some(&i.to_string()), Some(&"x".repeat(50))]));
+    }
+    v.extend(complete(&format!("SELECT {n}")));
+    v.extend(ready(b'I'));
+    v
+}
+
+#[test]
+fn long_query_text_cut_by_the_prefix() {
+    let text = format!("SELECT '{}'", "a".repeat(10_000));
+    let sc = writes(Script::new(), Side::Client, 1, &query(&text), usize::MAX)
+        .server(2, &[rows(1), ready(b'I')].concat());
+    let r = sc.run();
+    assert_eq!(r.exchanges.len(), 1);
+    let e = &r.exchanges[0];
+    assert!(e.truncated);
+    let q = &req(e).query;
+    assert_eq!(q.len(), PREFIX - 5);
+    assert!(text.starts_with(q.as_str()));
+    assert_eq!(resp(e).unwrap().rows, Some(1));
+    assert_eq!(r.stats, Default::default());
+}
+
+#[test]
+fn large_result_cut_in_every_write_keeps_pairing() {
+    // For each size, the last write holds the CommandComplete and ReadyForQuery either in its
+    // captured prefix or in the uncaptured rest; either way the next queries pair right.
+    let mut branches = [0; 2];
+    for n in [300, 330, 400, 460, 500, 1000] {
+        let big = wide_rows(n);
+        let mut sc = Script::new().client(1, &query("SELECT * FROM big"));
+        sc = writes(sc, Side::Server, 2, &big, WRITE);
+        sc = sc
+            .client(3, &query("SELECT 1"))
+            .server(4, &[rows(1), ready(b'I')].concat())
+            .client(5, &extended("UPDATE t SET a = 1", &[]))
+            .server(6, &extended_tag("UPDATE 7"));
+        let r = sc.run();
+        let tail = big.len() % WRITE;
+        let lines = lines(&r);
+        let end_seen = tail != 0 && tail <= PREFIX;
+        branches[usize::from(end_seen)] += 1;
+        if end_seen {
+            assert_eq!(
+                lines,
+                s(&[
+                    &format!("simple SELECT * FROM big -> {n} (truncated)"),
+                    "simple SELECT 1 -> 1",
+                    "extended UPDATE t SET a = 1 -> 7",
+                ]),
+                "n = {n}"
+            );
+        } else {
+            // The first result's end was not captured: not reported (nor misattributed).
+            assert_eq!(
+                lines,
+                s(&["simple SELECT 1 -> 1", "extended UPDATE t SET a = 1 -> 7"]),
+                "n = {n}"
+            );
+        }
+        assert!(r.stats.lost_in_gap > 0, "n = {n}");
+        assert_eq!(r.stats.unmatched_responses, 0, "n = {n}");
+    }
+    assert!(branches[0] > 0 && branches[1] > 0, "{branches:?}");
+}
+
+#[test]
+fn extended_batch_cut_after_a_long_parse() {
+    // libpq writes P/B/D/E/S at once; the prefix ends inside the Parse's text, so the
+    // headers of Bind..Sync are lost. The result still pairs, with the Parse's text.
+    let text = format!("SELECT '{}' AS filler", "b".repeat(6000));
+    let batch = extended(&text, &[]);
+    let sc = writes(Script::new(), Side::Client, 1, &batch, usize::MAX)
+        .server(
+            2,
+            &[
+                parse_complete(),
+                bind_complete(),
+                row_desc(&["filler"]),
+                data_row(&[Some("b")]),
+                complete("SELECT 1"),
+                ready(b'I'),
+            ]
+            .concat(),
+        )
+        .client(3, &extended("SELECT 2", &[]))
+        .server(4, &extended_rows(1));
+    let r = sc.run();
+    assert_eq!(r.exchanges.len(), 2);
+    let q = &req(&r.exchanges[0]).query;
+    assert!(text.starts_with(q.as_str()) && q.len() > 4000);
+    assert!(r.exchanges[0].truncated);
+    assert_eq!(resp(&r.exchanges[0]).unwrap().rows, Some(1));
+    assert_eq!(line(&r.exchanges[1]), "extended SELECT 2 -> 1");
+    assert_eq!(r.stats.lost_in_gap, 1);
+    assert_eq!(r.stats.unmatched_responses, 0);
+}
+
+#[test]
+fn copy_data_cut_by_the_prefix() {
+    let mut data = Vec::new();
+    for i in 0..2000 {
+        data.extend(copy_data(format!("{i}\trow number {i}\n").as_bytes()));
+    }
+    data.extend(copy_done());
+    let mut sc = Script::new()
+        .client(1, &query("COPY t FROM STDIN"))
+        .server(2, &copy_in_response(2));
+    sc = writes(sc, Side::Client, 3, &data, WRITE);
+    let sc = sc
+        .server(4, &[complete("COPY 2000"), ready(b'I')].concat())
+        .client(5, &query("SELECT count(*) FROM t"))
+        .server(6, &[rows(1), ready(b'I')].concat());
+    let r = sc.run();
+    assert_eq!(
+        lines(&r),
+        s(&[
+            "simple COPY t FROM STDIN -> 2000",
+            "simple SELECT count(*) FROM t -> 1"
+        ])
+    );
+    assert!(r.stats.lost_in_gap > 0);
+    assert_eq!(r.stats.unmatched_responses, 0);
+}
+
+#[test]
+fn capture_starts_inside_a_response() {
+    // The parser's first server bytes are the tail of a DataRow, then the end of that result.
+    let before = wide_rows(3);
+    let r = Script::new()
+        .server(1, &before[40..])
+        .client(2, &query("SELECT 2"))
+        .server(3, &[rows(1), ready(b'I')].concat())
+        .run();
+    assert_eq!(lines(&r), s(&["simple SELECT 2 -> 1"]));
+    assert_eq!(r.stats.lost_in_gap, 1);
+    assert_eq!(r.stats.unmatched_responses, 1);
+}
+
+#[test]
+fn capture_starts_after_the_prepare() {
+    // pgbench -M prepared: the statements were parsed before the capture; their Executes are
+    // reported with an empty query. A Parse seen later names its statement again.
+    let r = Script::new()
+        .client(
+            1,
+            &[
+                bind("", "P0_1", &["5"]),
+                describe(b'P', ""),
+                execute("", 0),
+                sync(),
+            ]
+            .concat(),
+        )
+        .server(
+            2,
+            &[
+                bind_complete(),
+                no_data(),
+                complete("UPDATE 1"),
+                ready(b'T'),
+            ]
+            .concat(),
+        )
+        .client(3, &[parse("P0_2", "SELECT 2"), sync()].concat())
+        .server(4, &[parse_complete(), ready(b'T')].concat())
+        .client(5, &[bind("", "P0_2", &[]), execute("", 0), sync()].concat())
+        .server(
+            6,
+            &[
+                bind_complete(),
+                data_row(&[Some("2")]),
+                complete("SELECT 1"),
+                ready(b'T'),
+            ]
+            .concat(),
+        )
+        .run();
+    assert_eq!(lines(&r), s(&["extended  -> 1", "extended SELECT 2 -> 1"]));
+    assert_eq!(r.stats, Default::default());
+}
+
+#[test]
+fn garbage_between_messages_resynchronises() {
+    let r = Script::new()
+        .client(1, &query("SELECT 1"))
+        .server(
+            2,
+            &[rows(1), b"\xff\xfe garbage \x00\x01".to_vec(), ready(b'I')].concat(),
+        )
+        .client(3, &[b"\x99\x98junk".to_vec(), query("SELECT 2")].concat())
+        .server(4, &[rows(1), ready(b'I')].concat())
+        .run();
+    assert_eq!(
+        lines(&r),
+        s(&["simple SELECT 1 -> 1", "simple SELECT 2 -> 1"])
+    );
+    assert_eq!(r.stats.parse_errors, 2);
+}
+
+#[test]
+fn server_gap_inside_a_data_row_is_absorbed() {
+    // A gap inside one message: the length carries over it; nothing is lost.
+    let body = wide_rows(10);
+    let cut = 200;
+    let r = Script::new()
+        .client(1, &query("SELECT * FROM w"))
+        .push(Side::Server, 2, &body[..cut], 10)
+        .server(3, &body[cut + 10..])
+        .run();
+    assert_eq!(lines(&r), s(&["simple SELECT * FROM w -> 10 (truncated)"]));
+    assert_eq!(r.stats, Default::default());
+}
+
+#[test]
+fn lost_request_header_does_not_shift_the_next_pairs() {
+    // Two simple queries, the second Q's header lost in a gap (a segment missing in replay):
+    // its response is absorbed, the third pairs right.
+    let q2 = query("SELECT 2");
+    let r = Script::new()
+        .client(1, &query("SELECT 1"))
+        .server(2, &[rows(1), ready(b'I')].concat())
+        .push(Side::Client, 3, &[], q2.len() as u64)
+        .server(4, &[rows(1), ready(b'I')].concat())
+        .client(5, &query("SELECT 3"))
+        .server(6, &[rows(1), ready(b'I')].concat())
+        .run();
+    assert_eq!(
+        lines(&r),
+        s(&["simple SELECT 1 -> 1", "simple SELECT 3 -> 1"])
+    );
+    assert_eq!(r.stats.lost_in_gap, 1);
+    assert_eq!(r.stats.unmatched_responses, 0);
+}
+
+#[test]
+fn lost_response_end_is_resolved_by_the_next_request() {
+    // The server's ReadyForQuery of the first query is lost; the client's next query comes
+    // after it and the server's next chunk opens a response: the first is done.
+    let first = [rows(1), ready(b'I')].concat();
+    let r = Script::new()
+        .client(1, &query("SELECT 1"))
+        .push(Side::Server, 2, &first[..first.len() - 6], 6)
+        .client(3, &query("SELECT 2"))
+        .server(4, &[rows(1), ready(b'I')].concat())
+        .close(5)
+        .run();
+    assert_eq!(
+        lines(&r),
+        s(&["simple SELECT 1 -> 1", "simple SELECT 2 -> 1"])
+    );
+}

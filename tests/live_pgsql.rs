@@ -1,0 +1,609 @@
+//! Live PostgreSQL tests: the agent, on this kernel, observes a throwaway PostgreSQL 15
+//! cluster driven by known workloads, and its records must equal what the clients sent and
+//! got and what the server counted (pg_stat_statements). Root only (CI is root);
+//! WIRELENS_SKIP_ROOT_TESTS=1 skips them.
+//!
+//! PostgreSQL forks a backend per connection, so `--pid` must name the backend: the client
+//! (fixtures/pgsql/pgclient.py --pause) connects first and reports its backend's pid (the
+//! BackendKeyData pid), the agent starts with that pid, then the workload runs. pgbench opens
+//! its connections after the agent started: there the agent runs without `--pid` and the
+//! records are those of processes named `postgres` in the server role on the cluster's port.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+
+const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+const NOBODY: u32 = 65534;
+const NOGROUP: u32 = 65534;
+const RESET: &str = "SELECT pg_stat_statements_reset()";
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Runs a command as `nobody` (PostgreSQL refuses root); setpriv execs, so the pid is the
+/// program's own.
+fn as_nobody(program: &str) -> Command {
+    let mut c = Command::new("setpriv");
+    c.args([
+        "--reuid=nobody",
+        "--regid=nogroup",
+        "--clear-groups",
+        "--",
+        program,
+    ]);
+    c
+}
+
+/// A throwaway cluster on 127.0.0.1: trust auth, pg_stat_statements, database `fx` with
+/// table `kv` (50 rows) and pgbench's tables (scale 1). Stopped (immediate shutdown) on drop.
+struct Pg {
+    postmaster: Proc,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Pg {
+    fn start() -> Pg {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pg = dir.path().join("pg");
+        std::fs::create_dir(&pg).expect("pg dir");
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711))
+            .expect("chmod");
+        std::os::unix::fs::chown(&pg, Some(NOBODY), Some(NOGROUP)).expect("chown");
+        let data = pg.join("data");
+        let out = as_nobody(&format!("{PG_BIN}/initdb"))
+            .arg("-D")
+            .arg(&data)
+            .args([
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--locale=C.UTF-8",
+            ])
+            .current_dir(&pg)
+            .output()
+            .expect("initdb");
+        assert!(
+            out.status.success(),
+            "initdb: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let port = free_port();
+        let log = std::fs::File::create(pg.join("postgres.log")).expect("log");
+        let child = as_nobody(&format!("{PG_BIN}/postgres"))
+            .arg("-D")
+            .arg(&data)
+            .arg("-k")
+            .arg(&pg)
+            .args(["-c", "listen_addresses=127.0.0.1", "-p", &port.to_string()])
+            .args([
+                "-c",
+                "shared_preload_libraries=pg_stat_statements",
+                "-c",
+                "ssl=off",
+            ])
+            .args([
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "autovacuum=off",
+            ])
+            .current_dir(&pg)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("postgres");
+        let pg = Pg {
+            postmaster: Proc {
+                child,
+                name: "postgres".into(),
+            },
+            port,
+            _dir: dir,
+        };
+        wait_for_port(port);
+        pg.sql("postgres", "CREATE DATABASE fx");
+        pg.sql("fx", "CREATE EXTENSION pg_stat_statements");
+        pg.sql("fx", "CREATE TABLE kv (k int PRIMARY KEY, v text)");
+        pg.sql(
+            "fx",
+            "INSERT INTO kv SELECT g, 'v' || g FROM generate_series(1, 50) g",
+        );
+        pg
+    }
+
+    fn psql(&self, db: &str) -> Command {
+        let mut c = Command::new("psql");
+        c.args([
+            "-X",
+            "-q",
+            "-t",
+            "-A",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            "127.0.0.1",
+        ])
+        .args(["-p", &self.port.to_string(), "-U", "postgres", "-d", db]);
+        c
+    }
+
+    fn sql(&self, db: &str, sql: &str) -> String {
+        let out = self.psql(db).args(["-c", sql]).output().expect("psql");
+        assert!(
+            out.status.success(),
+            "psql {sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn pgbench_init(&self) {
+        let out = Command::new(format!("{PG_BIN}/pgbench"))
+            .args(["-i", "-s", "1", "-q", "-h", "127.0.0.1", "-U", "postgres"])
+            .args(["-p", &self.port.to_string(), "fx"])
+            .output()
+            .expect("pgbench -i");
+        assert!(out.status.success(), "pgbench -i: {out:?}");
+    }
+
+    fn pgss_reset(&self) {
+        self.sql("fx", RESET);
+    }
+
+    /// pg_stat_statements of `fx` since the reset (the reset itself left out, checked to be
+    /// there once): (query, calls, rows).
+    fn pgss(&self) -> Vec<(String, u64, u64)> {
+        let text = self.sql(
+            "fx",
+            "SELECT coalesce(json_agg(json_build_object('q', query, 'c', calls, 'r', rows)), \
+             '[]') FROM pg_stat_statements WHERE dbid = \
+             (SELECT oid FROM pg_database WHERE datname = current_database())",
+        );
+        let rows: Vec<Value> = serde_json::from_str(text.trim()).expect("pgss json");
+        let mut out = Vec::new();
+        let mut resets = 0;
+        for r in rows {
+            let q = r["q"].as_str().unwrap_or("").to_string();
+            let (c, n) = (r["c"].as_u64().unwrap_or(0), r["r"].as_u64().unwrap_or(0));
+            if q == RESET {
+                resets += c;
+            } else {
+                out.push((q, c, n));
+            }
+        }
+        assert_eq!(
+            resets, 1,
+            "pg_stat_statements_reset() ran once since the reset"
+        );
+        out
+    }
+}
+
+impl Drop for Pg {
+    fn drop(&mut self) {
+        // Immediate shutdown: the postmaster stops its backends, then exits.
+        self.postmaster.signal(libc::SIGQUIT);
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(10) {
+            if let Ok(Some(_)) = self.postmaster.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// pgclient.py started with --pause: connected, waiting to run its workload.
+struct PausedClient {
+    child: Child,
+    stdin: ChildStdin,
+    backend_pid: u32,
+}
+
+impl PausedClient {
+    fn start(pg: &Pg, workload: &str, extra: &[&str]) -> PausedClient {
+        let script = root().join("fixtures/pgsql/pgclient.py");
+        let mut child = Command::new("python3")
+            .arg(&script)
+            .args(["--host", "127.0.0.1", "--port", &pg.port.to_string()])
+            .args(["--user", "postgres", "--db", "fx", "--pause"])
+            .args(extra)
+            .arg(workload)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("pgclient.py");
+        let stdin = child.stdin.take().expect("stdin");
+        let mut err = BufReader::new(child.stderr.take().expect("stderr"));
+        let mut line = String::new();
+        err.read_line(&mut line).expect("pgclient stderr");
+        let backend_pid = line
+            .strip_prefix("ready ")
+            .and_then(|p| p.trim().parse().ok())
+            .unwrap_or_else(|| panic!("pgclient.py did not start: {line:?}"));
+        // Keep draining stderr so the client never blocks on it.
+        std::thread::spawn(move || {
+            let mut rest = String::new();
+            while err.read_line(&mut rest).map(|n| n > 0).unwrap_or(false) {}
+        });
+        PausedClient {
+            child,
+            stdin,
+            backend_pid,
+        }
+    }
+
+    /// Runs the workload; returns what the client reported (pgclient.py's JSON).
+    fn run(mut self) -> Value {
+        self.stdin.write_all(b"go\n").expect("go");
+        self.stdin.flush().ok();
+        let out = self.child.wait_with_output().expect("pgclient.py");
+        assert!(out.status.success(), "pgclient.py failed: {out:?}");
+        serde_json::from_slice(&out.stdout).expect("pgclient.py JSON")
+    }
+}
+
+fn pid_args(pids: &[u32]) -> Vec<String> {
+    pids.iter()
+        .flat_map(|p| ["--pid".to_string(), p.to_string()])
+        .collect()
+}
+
+/// The server-side pgsql records of the cluster (its port), in order.
+fn server_records(records: &[Value], port: u16) -> Vec<&Value> {
+    records
+        .iter()
+        .filter(|r| {
+            r["protocol"] == "pgsql"
+                && r["role"] == "server"
+                && r["server"]["port"].as_u64() == Some(u64::from(port))
+        })
+        .collect()
+}
+
+fn text<'a>(v: &'a Value, path: &[&str]) -> &'a str {
+    path.iter()
+        .try_fold(v, |v, k| v.get(k))
+        .and_then(Value::as_str)
+        .unwrap_or("")
+}
+
+fn command(q: &str) -> String {
+    q.trim_start()
+        .split(|c: char| !c.is_ascii_alphabetic())
+        .next()
+        .unwrap_or("")
+        .to_ascii_uppercase()
+}
+
+/// Records must be the client's exchanges, in order: statement (or, where the capture cut
+/// it, a prefix of it with `truncated`), kind, error and SQLSTATE, message, rows, and a
+/// latency within the client's own measure. `optional`: exchanges that may be missing (their
+/// response's end was not captured).
+fn assert_exchanges(records: &[&Value], exchanges: &[Value], optional: &dyn Fn(&Value) -> bool) {
+    let mut k = 0;
+    for (i, e) in exchanges.iter().enumerate() {
+        let q = e["query"].as_str().unwrap_or("");
+        let Some(r) = records.get(k) else {
+            assert!(optional(e), "exchange {i} ({q:?}) has no record");
+            continue;
+        };
+        let rq = text(r, &["request", "query"]);
+        let truncated = r["truncated"] == true;
+        let same = rq == q || (truncated && !rq.is_empty() && q.starts_with(rq));
+        if !same && optional(e) {
+            continue;
+        }
+        assert!(same, "record {k}: query {rq:?}, exchange {i} sent {q:?}");
+        assert_eq!(r["request"]["kind"], e["kind"], "record {k} ({q:?}): kind");
+        let code = e["error"].as_str();
+        assert_eq!(
+            r["response"]["error"].as_bool(),
+            Some(code.is_some()),
+            "record {k} ({q:?}): error"
+        );
+        assert_eq!(
+            r["response"]["code"].as_str(),
+            code,
+            "record {k} ({q:?}): SQLSTATE"
+        );
+        assert_eq!(
+            r["status"],
+            if code.is_some() { "error" } else { "ok" },
+            "record {k} ({q:?}): status"
+        );
+        if let Some(m) = e["message"].as_str() {
+            assert_eq!(text(r, &["response", "message"]), m, "record {k}: message");
+        }
+        assert_eq!(
+            r["response"]["rows"].as_u64(),
+            e["rows"].as_u64(),
+            "record {k} ({q:?}): rows"
+        );
+        let l = r["latency_ns"].as_u64().expect("latency");
+        let c = e["client_elapsed_ns"].as_u64().expect("client time");
+        assert!(
+            l > 0 && l <= c,
+            "record {k} ({q:?}): latency {l} ns outside (0, {c}] (the client's)"
+        );
+        k += 1;
+    }
+    assert_eq!(
+        k,
+        records.len(),
+        "records beyond the exchanges: {:?}",
+        &records[k..]
+    );
+}
+
+/// Per command, the successful exchanges that completed with a tag must be
+/// pg_stat_statements' calls, and their rows its rows.
+fn assert_pgss(exchanges: &[Value], pgss: &[(String, u64, u64)]) {
+    let mut got: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    for e in exchanges {
+        if e["error"].is_null() && !e["tag"].is_null() {
+            let q = e["query"].as_str().filter(|q| !q.is_empty());
+            let cmd = command(q.unwrap_or(e["tag"].as_str().unwrap_or("")));
+            let g = got.entry(cmd).or_default();
+            g.0 += 1;
+            g.1 += e["rows"].as_u64().unwrap_or(0);
+        }
+    }
+    let mut want: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    for (q, c, n) in pgss {
+        let w = want.entry(command(q)).or_default();
+        w.0 += c;
+        w.1 += n;
+    }
+    assert_eq!(
+        got, want,
+        "per command (calls, rows): client vs pg_stat_statements"
+    );
+}
+
+fn assert_backend(records: &[&Value], pid: u32) {
+    for r in records {
+        assert_eq!(r["process"]["pid"].as_u64(), Some(u64::from(pid)), "{r}");
+        assert_eq!(r["process"]["comm"], "postgres", "{r}");
+        assert_eq!(r["role"], "server", "{r}");
+    }
+}
+
+#[test]
+fn root_pgsql_one_backend_simple_extended_and_errors_exact() {
+    if !root_tests_enabled() {
+        return;
+    }
+    let _g = LIVE.lock().unwrap_or_else(|e| e.into_inner());
+    let pg = Pg::start();
+    pg.pgss_reset();
+    let client = PausedClient::start(&pg, "queries", &["--repeat", "10"]);
+    let pid = client.backend_pid;
+    let agent = Agent::start(&pid_args(&[pid]));
+    let doc = client.run();
+    let (records, stderr) = agent.stop();
+    let pgss = pg.pgss();
+    let recs = server_records(&records, pg.port);
+    assert_eq!(
+        recs.len(),
+        records.len(),
+        "only the backend is observed: {stderr}"
+    );
+    assert_backend(&recs, pid);
+    let exchanges = doc["exchanges"].as_array().expect("exchanges");
+    assert_eq!(exchanges.len(), 10 * 4 + 3);
+    assert_exchanges(&recs, exchanges, &|_| false);
+    let codes: Vec<&str> = recs
+        .iter()
+        .filter_map(|r| r["response"]["code"].as_str())
+        .collect();
+    assert_eq!(codes, ["23505", "42P01", "42601"]);
+    assert_pgss(exchanges, &pgss);
+}
+
+#[test]
+fn root_pgsql_pipeline_pairs_in_order() {
+    if !root_tests_enabled() {
+        return;
+    }
+    let _g = LIVE.lock().unwrap_or_else(|e| e.into_inner());
+    let pg = Pg::start();
+    pg.pgss_reset();
+    let client = PausedClient::start(&pg, "pipeline", &[]);
+    let pid = client.backend_pid;
+    let agent = Agent::start(&pid_args(&[pid]));
+    let doc = client.run();
+    let (records, _) = agent.stop();
+    let pgss = pg.pgss();
+    let recs = server_records(&records, pg.port);
+    assert_backend(&recs, pid);
+    let exchanges = doc["exchanges"].as_array().expect("exchanges");
+    // Three Syncs before any response; the Execute after the error is skipped by the server.
+    assert_eq!(exchanges.len(), 9);
+    assert_eq!(doc["skipped"].as_array().map(Vec::len), Some(1));
+    assert_exchanges(&recs, exchanges, &|_| false);
+    assert_pgss(exchanges, &pgss);
+}
+
+#[test]
+fn root_pgsql_misc_and_cancel() {
+    if !root_tests_enabled() {
+        return;
+    }
+    let _g = LIVE.lock().unwrap_or_else(|e| e.into_inner());
+    let pg = Pg::start();
+    for workload in ["misc", "cancel"] {
+        pg.pgss_reset();
+        let client = PausedClient::start(&pg, workload, &[]);
+        let pid = client.backend_pid;
+        let agent = Agent::start(&pid_args(&[pid]));
+        let doc = client.run();
+        let (records, _) = agent.stop();
+        let pgss = pg.pgss();
+        let recs = server_records(&records, pg.port);
+        assert_backend(&recs, pid);
+        let exchanges = doc["exchanges"].as_array().expect("exchanges");
+        assert_exchanges(&recs, exchanges, &|_| false);
+        if workload == "misc" {
+            assert_pgss(exchanges, &pgss);
+        } else {
+            assert_eq!(text(recs[0], &["response", "code"]), "57014");
+        }
+    }
+}
+
+#[test]
+fn root_pgsql_large_results_keep_pairing() {
+    // The kernel copies 4096 bytes of each call: long statements are cut (truncated), the
+    // 2000-row result loses boundaries in every 8 KiB write; every other exchange must still
+    // pair exactly, the large one either exactly or not at all.
+    if !root_tests_enabled() {
+        return;
+    }
+    let _g = LIVE.lock().unwrap_or_else(|e| e.into_inner());
+    let pg = Pg::start();
+    let client = PausedClient::start(&pg, "long", &[]);
+    let pid = client.backend_pid;
+    let agent = Agent::start(&pid_args(&[pid]));
+    let doc = client.run();
+    let (records, _) = agent.stop();
+    let recs = server_records(&records, pg.port);
+    assert_backend(&recs, pid);
+    let exchanges = doc["exchanges"].as_array().expect("exchanges");
+    assert_exchanges(&recs, exchanges, &|e| e["rows"].as_u64() == Some(2000));
+    assert!(recs.len() >= exchanges.len() - 1);
+    let cut = recs.iter().filter(|r| r["truncated"] == true).count();
+    eprintln!(
+        "{} records of {} exchanges, {cut} truncated; the 2000-row result {}",
+        recs.len(),
+        exchanges.len(),
+        if recs.len() == exchanges.len() {
+            "reported"
+        } else {
+            "not reported (end not captured)"
+        }
+    );
+    assert!(
+        cut >= 2,
+        "the two long statements are cut by the 4096-byte prefix"
+    );
+}
+
+#[test]
+fn root_pgsql_pgbench_every_backend() {
+    // pgbench connects after the agent started: no --pid; the server's records are those of
+    // the `postgres` processes on the cluster's port.
+    if !root_tests_enabled() {
+        return;
+    }
+    let _g = LIVE.lock().unwrap_or_else(|e| e.into_inner());
+    let pg = Pg::start();
+    pg.pgbench_init();
+    const CLIENTS: u64 = 2;
+    const TX: u64 = 10;
+    for mode in ["simple", "extended", "prepared"] {
+        pg.pgss_reset();
+        let agent = Agent::start(&[]);
+        let out = Command::new(format!("{PG_BIN}/pgbench"))
+            .args([
+                "-n",
+                "-M",
+                mode,
+                "-c",
+                &CLIENTS.to_string(),
+                "-t",
+                &TX.to_string(),
+            ])
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+                "-p",
+                &pg.port.to_string(),
+                "fx",
+            ])
+            .output()
+            .expect("pgbench");
+        let report = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "pgbench: {out:?}");
+        let n = CLIENTS * TX;
+        assert!(
+            report.contains(&format!("actually processed: {n}/{n}")),
+            "{report}"
+        );
+        let (records, stderr) = agent.stop();
+        let pgss = pg.pgss();
+        let recs = server_records(&records, pg.port);
+        for r in &recs {
+            assert_eq!(r["process"]["comm"], "postgres", "{r}");
+            assert_eq!(r["status"], "ok", "{r}");
+            let q = text(r, &["request", "query"]);
+            let want = if q.starts_with("select ") || mode == "simple" {
+                "simple"
+            } else {
+                "extended"
+            };
+            assert_eq!(text(r, &["request", "kind"]), want, "{mode}: {r}");
+        }
+        // What pgbench ran: BEGIN, 3 UPDATE, SELECT, INSERT, END per transaction, plus its
+        // setup queries (lower case, counted by pg_stat_statements).
+        let setup: u64 = pgss
+            .iter()
+            .filter(|s| s.0.starts_with("select "))
+            .map(|s| s.1)
+            .sum();
+        let mut want = BTreeMap::new();
+        for (cmd, k) in [("BEGIN", n), ("UPDATE", 3 * n), ("SELECT", n + setup)] {
+            want.insert(cmd.to_string(), k);
+        }
+        want.insert("INSERT".to_string(), n);
+        want.insert("END".to_string(), n);
+        let mut got: BTreeMap<String, u64> = BTreeMap::new();
+        let mut rows: BTreeMap<String, u64> = BTreeMap::new();
+        for r in &recs {
+            let cmd = command(text(r, &["request", "query"]));
+            *got.entry(cmd.clone()).or_default() += 1;
+            *rows.entry(cmd).or_default() += r["response"]["rows"].as_u64().unwrap_or(0);
+        }
+        assert_eq!(got, want, "{mode}: records per command ({stderr})");
+        eprintln!("{mode}: {} server records, per command {got:?}", recs.len());
+        // pg_stat_statements agrees (it counts BEGIN/END of a prepared statement once).
+        let mut calls: BTreeMap<String, u64> = BTreeMap::new();
+        let mut pg_rows: BTreeMap<String, u64> = BTreeMap::new();
+        for (q, c, r) in &pgss {
+            *calls.entry(command(q)).or_default() += c;
+            *pg_rows.entry(command(q)).or_default() += r;
+        }
+        for (cmd, k) in &got {
+            if mode == "prepared" && (cmd == "BEGIN" || cmd == "END") {
+                continue;
+            }
+            assert_eq!(
+                calls.get(cmd),
+                Some(k),
+                "{mode}: {cmd} vs pg_stat_statements"
+            );
+        }
+        assert_eq!(
+            rows, pg_rows,
+            "{mode}: rows per command vs pg_stat_statements"
+        );
+    }
+}
