@@ -58,6 +58,8 @@ pub struct ConntrackStats {
     /// Events of connections whose protocol is unknown or disabled.
     pub unknown_protocol_events: u64,
     pub exchanges: u64,
+    /// Connections whose protocol switched to something unreadable (TLS, compression).
+    pub conns_left_alone: u64,
     pub parse: ParseStats,
 }
 
@@ -126,6 +128,9 @@ impl Conntrack {
         for (_, c) in self.conns.iter() {
             if let Some(p) = &c.parser {
                 s.parse.add(p.stats());
+                if p.left_alone() {
+                    s.conns_left_alone += 1;
+                }
             }
         }
         s
@@ -274,6 +279,9 @@ impl Conntrack {
         self.scratch.clear();
         f(p.as_mut(), &mut self.scratch);
         self.gone.add(p.stats());
+        if p.left_alone() {
+            self.stats.conns_left_alone += 1;
+        }
         let (role, server, process) = describe(&c, client);
         for ex in self.scratch.drain(..) {
             self.stats.exchanges += 1;

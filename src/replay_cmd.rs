@@ -23,7 +23,7 @@ pub fn replay(files: &[PathBuf], format: Format, output: Option<&Path>) -> anyho
     eprintln!(
         "wirelens: replayed {} file(s): packets={} records={} tcp_gaps={} tcp_gap_bytes={} \
          parse_errors={} unmatched_responses={} lost_in_gap={} undetermined_side={} \
-         unknown_protocol={}",
+         unknown_protocol={} conns_left_alone={}",
         files.len(),
         replayed.packets,
         writer.written,
@@ -34,6 +34,7 @@ pub fn replay(files: &[PathBuf], format: Format, output: Option<&Path>) -> anyho
         stats.parse.lost_in_gap,
         stats.undetermined_side_events,
         stats.unknown_protocol_events,
+        stats.conns_left_alone,
     );
     Ok(())
 }

@@ -179,7 +179,7 @@ pub fn summary(c: &CaptureCounters, s: &ConntrackStats, written: u64) -> String 
     format!(
         "records={written} kernel_events={} lost_ringbuf={} read_faults={} conn_table_full={} \
          inflight_full={} decode_errors={} conns={} parse_errors={} unmatched_responses={} \
-         lost_in_gap={} undetermined_side={} unknown_protocol={}",
+         lost_in_gap={} undetermined_side={} unknown_protocol={} conns_left_alone={}",
         c.kernel_data_events.load(Relaxed),
         c.lost(),
         c.kernel_read_faults.load(Relaxed),
@@ -192,6 +192,7 @@ pub fn summary(c: &CaptureCounters, s: &ConntrackStats, written: u64) -> String 
         s.parse.lost_in_gap,
         s.undetermined_side_events,
         s.unknown_protocol_events,
+        s.conns_left_alone,
     )
 }
 

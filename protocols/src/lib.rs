@@ -70,6 +70,11 @@ pub trait ConnParser: Send {
     fn expire(&mut self, now_ns: u64, timeout_ns: u64, out: &mut Vec<Exchange>);
     /// Counters of what could not be turned into exchanges.
     fn stats(&self) -> &ParseStats;
+    /// True once the connection switched to something the parser cannot read (TLS,
+    /// compression, a replication stream) and is left alone.
+    fn left_alone(&self) -> bool {
+        false
+    }
 }
 
 /// How the bytes of a connection travel: a stream, or datagrams (each chunk one datagram).

@@ -111,6 +111,10 @@ impl Default for MysqlParser {
 }
 
 impl ConnParser for MysqlParser {
+    fn left_alone(&self) -> bool {
+        self.skipped().is_some()
+    }
+
     fn push(&mut self, chunk: Chunk<'_>, out: &mut Vec<Exchange>) {
         let session = &mut self.session;
         match chunk.side {

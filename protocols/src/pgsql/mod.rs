@@ -127,6 +127,10 @@ impl Default for PgsqlParser {
 }
 
 impl ConnParser for PgsqlParser {
+    fn left_alone(&self) -> bool {
+        self.encrypted()
+    }
+
     fn push(&mut self, chunk: Chunk<'_>, out: &mut Vec<Exchange>) {
         let stream = match chunk.side {
             Side::Client => &mut self.frontend,
