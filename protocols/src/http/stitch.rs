@@ -171,6 +171,17 @@ impl Stitcher {
         });
     }
 
+    /// The connection closed in the middle of a response body (the server died or aborted):
+    /// the request it answered is reported as reset, without the partial response.
+    pub(crate) fn response_aborted(&mut self, out: &mut Vec<Exchange>) {
+        if let Some(Answering {
+            request: Some(req), ..
+        }) = self.answering.take()
+        {
+            out.extend(unanswered(req, Outcome::Reset));
+        }
+    }
+
     /// The connection switched protocols (101) or became a tunnel (CONNECT).
     pub(crate) fn upgrade(&mut self) {
         self.upgraded = true;

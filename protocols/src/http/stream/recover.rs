@@ -181,12 +181,16 @@ impl Stream {
         Some(salvaged)
     }
 
-    /// The connection closed: end a body read to close, cut anything else short, and start
-    /// over.
+    /// The connection closed: end a body read to close; a response whose announced body
+    /// never came whole was aborted (its request is reported reset); cut anything else
+    /// short; and start over.
     pub(crate) fn finish(&mut self, st: &mut Stitcher, out: &mut Vec<Exchange>) {
         let ts = self.last_ts;
         match &self.state {
             State::UntilClose => self.end_message(ts, st, out),
+            State::Body(_) | State::Chunked(_) if self.dir == Dir::Responses => {
+                st.response_aborted(out);
+            }
             State::Body(_) | State::Chunked(_) => {
                 if let State::Chunked(c) = &self.state {
                     self.body_bytes = c.total();
