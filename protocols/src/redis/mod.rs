@@ -2,8 +2,11 @@
 //! (<https://redis.io/docs/latest/develop/reference/protocol-spec/>), FIFO pairing.
 //!
 //! - [`resp`]: header lines of every RESP2/RESP3 type, inline command splitting;
-//! - [`frame`]: one direction's framing state machine, over captured and missing bytes;
-//! - [`command`]: the commands that change how a connection is answered;
+//! - [`frame`]: one direction's framing state machine, over captured and missing bytes,
+//!   keeping what pairing needs of each message in a [`message`];
+//! - [`command`] and [`names`]: the commands that change how a connection is answered, and
+//!   the names of the known ones;
+//! - [`session`]: what each command expects in reply, given the connection's state;
 //! - [`stitch`]: command/reply pairing (pipelining, MULTI, CLIENT REPLY, publish/subscribe).
 
 use serde::Serialize;
@@ -15,6 +18,7 @@ mod frame;
 mod message;
 mod names;
 mod resp;
+mod session;
 mod stitch;
 
 pub use frame::{MAX_DEPTH, MAX_INLINE, MAX_LINE, MAX_TEXT};

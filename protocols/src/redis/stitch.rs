@@ -13,30 +13,15 @@
 
 use std::collections::VecDeque;
 
-use super::command::{command_name, is_message, PubSub, ReplyArg, Special};
+use super::command::{command_name, is_message, PubSub, Special};
 use super::message::Message;
+use super::session::{Expect, Session};
 use super::{RedisRequest, RedisResponse};
 use crate::{Exchange, Outcome, ParseStats, Request, Response};
 
 /// Commands that may wait for a reply on one connection; more are dropped and counted in
 /// [`ParseStats::pending_overflow`] (their replies are still recognised and skipped).
 pub const MAX_PENDING: usize = 1024;
-
-/// What a waiting command expects.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Expect {
-    /// One reply.
-    Reply,
-    /// None (`CLIENT REPLY OFF|SKIP`): reported as soon as it is first in line.
-    NoReply,
-    /// Confirmations of a publish/subscribe command, one per channel; `n` channels, 0 when
-    /// the count is unknown (an UNSUBSCRIBE without channels).
-    Confirm { kind: PubSub, n: u64 },
-    /// Commands lost in a capture gap or in invalid bytes, how many is unknown: it absorbs
-    /// the replies that came before the next known command was read (a reply never
-    /// precedes its command).
-    Lost,
-}
 
 #[derive(Debug)]
 struct Pending {
@@ -50,27 +35,6 @@ struct Pending {
     /// Commands that came after this one and were dropped (queue full): their replies are
     /// skipped after this one's.
     dropped_after: u64,
-}
-
-/// `CLIENT REPLY` state (Redis `CLIENT_REPLY_OFF`, `CLIENT_REPLY_SKIP_NEXT`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-enum ReplyMode {
-    #[default]
-    On,
-    Off,
-    SkipNext,
-}
-
-/// What the server has been told about this connection.
-#[derive(Debug, Default)]
-struct Session {
-    multi: bool,
-    reply: ReplyMode,
-    /// Subscriptions to channels and patterns, and to shard channels, as the last
-    /// confirmations counted them.
-    channels: i64,
-    shards: i64,
-    monitor: bool,
 }
 
 /// Confirmations still due to the command paired last.
@@ -117,57 +81,20 @@ impl Stitcher {
         if !name.known() {
             // Its name fell in a capture gap: it still holds its place in line.
             self.stats.lost_in_gap += 1;
-            let expect = self.silenced(Expect::Reply);
+            let expect = self.session.silenced(Expect::Reply);
             return self.enqueue(m.first_ts, None, m.truncated, expect, false, out);
         }
         let special = Special::of(m);
-        let now = !self.session.multi || special.runs_in_multi();
-        let mut expect = match special {
-            Special::PubSub(kind) if now && !(kind.subscribes() && args == 0) => {
-                Expect::Confirm { kind, n: args }
-            }
-            _ => Expect::Reply,
-        };
-        match special {
-            Special::ClientReply(arg) if now => {
-                let mode = self.session.reply;
-                (expect, self.session.reply) = match arg {
-                    ReplyArg::On => (Expect::Reply, ReplyMode::On),
-                    ReplyArg::Off => (Expect::NoReply, ReplyMode::Off),
-                    ReplyArg::Skip if mode == ReplyMode::Off => (Expect::NoReply, ReplyMode::Off),
-                    ReplyArg::Skip => (Expect::NoReply, ReplyMode::SkipNext),
-                };
-            }
-            // RESET turns replies back on before answering.
-            Special::Reset => {
-                self.session = Session::default();
-                self.tail = None;
-            }
-            _ => expect = self.silenced(expect),
+        if special == Special::Reset {
+            self.tail = None;
         }
-        match special {
-            Special::Multi => self.session.multi = true,
-            Special::Exec | Special::Discard => self.session.multi = false,
-            _ => {}
-        }
+        let monitor = special == Special::Monitor && !self.session.queues(special);
+        let expect = self.session.expect(special, args);
         let request = RedisRequest {
             command: command_name(name.bytes()),
             args: u32::try_from(args).unwrap_or(u32::MAX),
         };
-        let monitor = special == Special::Monitor && now;
         self.enqueue(m.first_ts, Some(request), m.truncated, expect, monitor, out);
-    }
-
-    /// The expectation of a command under `CLIENT REPLY OFF|SKIP`.
-    fn silenced(&mut self, expect: Expect) -> Expect {
-        match self.session.reply {
-            ReplyMode::On => expect,
-            ReplyMode::Off => Expect::NoReply,
-            ReplyMode::SkipNext => {
-                self.session.reply = ReplyMode::On;
-                Expect::NoReply
-            }
-        }
     }
 
     fn enqueue(
@@ -264,8 +191,7 @@ impl Stitcher {
                         return Class::Confirm(kind, count);
                     }
                 }
-                let subscribed = self.session.channels > 0 || self.session.shards > 0;
-                if is_message(first, m.count) && (subscribed || !self.waiting()) {
+                if is_message(first, m.count) && (self.session.subscribed() || !self.waiting()) {
                     return Class::Push;
                 }
                 Class::Reply
@@ -309,11 +235,7 @@ impl Stitcher {
         out: &mut Vec<Exchange>,
     ) {
         if let Some(c) = count {
-            if kind.sharded() {
-                self.session.shards = c;
-            } else {
-                self.session.channels = c;
-            }
+            self.session.confirmed(kind, c);
         }
         if let Some(t) = self.tail.filter(|t| t.kind == kind) {
             match t.left {
