@@ -1,8 +1,6 @@
 //! Fuzz target of the HTTP/1 parser (`HttpParser`, every `ConnParser` entry point).
 //!
-//! The input is a script of chunks: a control byte (bit 0: side; bit 7: the chunk has a gap
-//! of `(ctl >> 1) & 0x3f` missing bytes after it; bit 6: expire requests older than the gap
-//! value after it), a length byte, then that many data bytes; the connection closes at the end.
+//! The input is a chunk script (`common/script.rs`).
 //! Beyond "no panic, no hang", it checks that pushing the same chunks one byte at a time gives
 //! the same exchanges and counters: the parser must not depend on where chunks were cut.
 //!
@@ -12,70 +10,13 @@
 
 use libfuzzer_sys::fuzz_target;
 use wirelens_protocols::http::HttpParser;
-use wirelens_protocols::{Chunk, ConnParser, Exchange, ParseStats, Side};
 
-struct Push<'a> {
-    side: Side,
-    data: &'a [u8],
-    missing: u64,
-    expire: Option<u64>,
-}
-
-fn script(mut input: &[u8]) -> Vec<Push<'_>> {
-    let mut pushes = Vec::new();
-    while let [ctl, len, rest @ ..] = input {
-        let n = usize::from(*len).min(rest.len());
-        let arg = u64::from((ctl >> 1) & 0x3f);
-        pushes.push(Push {
-            side: if ctl & 1 == 0 {
-                Side::Client
-            } else {
-                Side::Server
-            },
-            data: &rest[..n],
-            missing: if ctl & 0x80 != 0 { arg } else { 0 },
-            expire: (ctl & 0x40 != 0).then_some(arg),
-        });
-        input = &rest[n..];
-    }
-    pushes
-}
-
-/// Run the script, each push cut into pieces of at most `piece` bytes.
-fn run(pushes: &[Push<'_>], piece: usize) -> (Vec<Exchange>, ParseStats) {
-    let mut parser = HttpParser::new();
-    let mut out = Vec::new();
-    for (ts, p) in pushes.iter().enumerate() {
-        let ts = ts as u64;
-        let pieces: Vec<&[u8]> = if p.data.is_empty() {
-            vec![p.data]
-        } else {
-            p.data.chunks(piece).collect()
-        };
-        let last = pieces.len() - 1;
-        for (i, data) in pieces.into_iter().enumerate() {
-            let missing = if i == last { p.missing } else { 0 };
-            parser.push(
-                Chunk {
-                    side: p.side,
-                    ts_ns: ts,
-                    data,
-                    missing,
-                },
-                &mut out,
-            );
-        }
-        if let Some(timeout) = p.expire {
-            parser.expire(ts, timeout, &mut out);
-        }
-    }
-    parser.close(pushes.len() as u64, false, &mut out);
-    (out, parser.stats().clone())
-}
+#[path = "common/script.rs"]
+mod script;
 
 fuzz_target!(|input: &[u8]| {
-    let pushes = script(input);
-    let whole = run(&pushes, usize::MAX);
-    let bytewise = run(&pushes, 1);
+    let pushes = script::script(input, 1);
+    let whole = script::run(HttpParser::new(), &pushes, usize::MAX);
+    let bytewise = script::run(HttpParser::new(), &pushes, 1);
     assert_eq!(whole, bytewise);
 });
