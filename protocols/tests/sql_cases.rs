@@ -2,7 +2,7 @@
 //! each row is a statement, the operation and table `describe` must find, and the exact text
 //! `obfuscate` must give (the canonical form documented on `sql::obfuscate`).
 
-use wirelens_protocols::sql::{describe, obfuscate};
+use wirelens_protocols::sql::{describe, describe_as, obfuscate, obfuscate_as, Dialect};
 
 /// (statement, operation, table, obfuscated)
 type Case = (
@@ -635,21 +635,21 @@ const TRICKY: &[Case] = &[
     ),
 ];
 
-fn check(cases: &[Case]) -> usize {
+fn check(cases: &[Case], dialect: Dialect) -> usize {
     let mut failures = Vec::new();
     for &(query, op, table, obfuscated) in cases {
-        let got = describe(query);
+        let got = describe_as(query, dialect);
         let want = (op.map(String::from), table.map(String::from));
         if got != want {
             failures.push(format!("describe({query:?}) = {got:?}, want {want:?}"));
         }
-        let got = obfuscate(query);
+        let got = obfuscate_as(query, dialect);
         if got != obfuscated {
             failures.push(format!(
                 "obfuscate({query:?}) = {got:?}, want {obfuscated:?}"
             ));
         }
-        let again = obfuscate(&got);
+        let again = obfuscate_as(&got, dialect);
         if again != got {
             failures.push(format!("obfuscate not idempotent on {got:?}: {again:?}"));
         }
@@ -665,27 +665,78 @@ fn check(cases: &[Case]) -> usize {
 
 #[test]
 fn pgbench_statements() {
-    check(PGBENCH);
+    check(PGBENCH, Dialect::Postgres);
 }
 
 #[test]
 fn sysbench_statements() {
-    check(SYSBENCH);
+    check(SYSBENCH, Dialect::Mysql);
 }
 
 #[test]
 fn mysql_dialect() {
-    check(MYSQL);
+    check(MYSQL, Dialect::Mysql);
 }
 
 #[test]
 fn pgsql_dialect() {
-    check(PGSQL);
+    check(PGSQL, Dialect::Postgres);
+    // Without a backslash in them, the statements read the same under either spelling.
+    check(PGSQL, Dialect::Mysql);
 }
 
 #[test]
 fn tricky_text() {
-    check(TRICKY);
+    check(TRICKY, Dialect::Mysql);
+}
+
+/// Backslashes under PostgreSQL's standard strings: an ordinary character, except in `E'..'`.
+const PG_BACKSLASH: &[Case] = &[
+    (
+        // The string ends at its second quote: the next literal must not be read as code.
+        "SELECT * FROM files WHERE path = 'C:\\' AND owner = 'secret'",
+        Some("SELECT"),
+        Some("files"),
+        "SELECT * FROM files WHERE path = ? AND owner = ?",
+    ),
+    (
+        "UPDATE t SET a = E'it\\'s' WHERE b = 'x\\'",
+        Some("UPDATE"),
+        Some("t"),
+        "UPDATE t SET a = ? WHERE b = ?",
+    ),
+    (
+        "SELECT \"a\\\" FROM \"odd\\\"",
+        Some("SELECT"),
+        Some("odd\\"),
+        "SELECT \"a\\\" FROM \"odd\\\"",
+    ),
+    (
+        "INSERT INTO logs VALUES (U&'d\\0061t', 'a\\', 7)",
+        Some("INSERT"),
+        Some("logs"),
+        "INSERT INTO logs VALUES (?, ?, ?)",
+    ),
+];
+
+#[test]
+fn pgsql_backslashes() {
+    check(PG_BACKSLASH, Dialect::Postgres);
+}
+
+#[test]
+fn mysql_backslash_escapes_where_postgres_does_not() {
+    // MySQL reads `'C:\' AND owner = '` as one string: what follows is not a literal
+    // there, which is why PostgreSQL statements must be read in their own dialect.
+    let q = "SELECT * FROM files WHERE path = 'C:\\' AND owner = 'secret'";
+    assert_eq!(
+        obfuscate_as(q, Dialect::Mysql),
+        "SELECT * FROM files WHERE path = ?secret?"
+    );
+    assert_eq!(
+        obfuscate_as(q, Dialect::Postgres),
+        "SELECT * FROM files WHERE path = ? AND owner = ?"
+    );
 }
 
 #[test]

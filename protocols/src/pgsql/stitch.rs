@@ -751,7 +751,7 @@ fn exchange(
     outcome: Outcome,
     truncated: bool,
 ) -> Exchange {
-    let (op, table) = crate::sql::describe(&query);
+    let (op, table) = crate::sql::describe_as(&query, crate::sql::Dialect::Postgres);
     Exchange {
         req_ts_ns: req_ts,
         resp_ts_ns: resp_ts,

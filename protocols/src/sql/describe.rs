@@ -10,7 +10,7 @@
 //! Statements" (modifiers such as `LOW_PRIORITY`, `IGNORE`, `INSERT ... SET`, multi-table
 //! `DELETE`/`UPDATE`, `REPLACE`), 15.8.1 `DESCRIBE`/`EXPLAIN`.
 
-use super::lex::{Kind, Lexer, Token};
+use super::lex::{Dialect, Kind, Lexer, Token};
 
 /// Tokens kept for one statement: enough for any realistic statement head, and a bound on
 /// the memory a huge captured text can take.
@@ -74,10 +74,10 @@ const STATEMENTS: &[&str] = &[
 ];
 
 /// Tokens of the first statement of `query`: up to the first `;` outside parentheses.
-fn first_statement(query: &str) -> Vec<Token> {
+fn first_statement(query: &str, dialect: Dialect) -> Vec<Token> {
     let mut toks = Vec::new();
     let mut depth = 0usize;
-    for t in Lexer::new(query) {
+    for t in Lexer::with_dialect(query, dialect) {
         match t.kind {
             Kind::Semi if depth == 0 => {
                 if toks.is_empty() {
@@ -98,8 +98,8 @@ fn first_statement(query: &str) -> Vec<Token> {
 }
 
 /// See [`super::describe`].
-pub(crate) fn describe(query: &str) -> (Option<String>, Option<String>) {
-    let toks = first_statement(query);
+pub(crate) fn describe(query: &str, dialect: Dialect) -> (Option<String>, Option<String>) {
+    let toks = first_statement(query, dialect);
     let s = Stmt {
         src: query,
         toks: &toks,

@@ -13,8 +13,9 @@
 //!   (`@var`, `@@sys`), 11.7 "Comments" (`#`, `-- `, `/* */`, executable `/*! */`, and
 //!   MariaDB's `/*M! */`).
 //!
-//! Where they differ: backslash is an escape character in every quoted string (MySQL's default;
-//! in PostgreSQL only in `E'..'`), `"..."` is lexed as a quoted identifier (PostgreSQL; MySQL's
+//! Where they differ: backslash is an escape character in every quoted string under
+//! [`Dialect::Mysql`] (MySQL's default) and only in `E'..'` under [`Dialect::Postgres`]
+//! (PostgreSQL with `standard_conforming_strings`, the default since 9.1), `"..."` is lexed as a quoted identifier (PostgreSQL; MySQL's
 //! default reads it as a string, see `obfuscate` for how that is handled), block comments nest
 //! (PostgreSQL), `#` starts a comment unless followed by `>` (PostgreSQL's `#>`/`#>>`), and
 //! `--` starts a comment even without a following space (PostgreSQL; in MySQL `5--1` is
@@ -24,6 +25,20 @@
 //! comments), so every token is a valid `&str` slice of the input. Every branch consumes at
 //! least one byte, so the lexer always terminates, in time linear in the input (dollar-quote
 //! closing tags are searched once per opening).
+
+/// Whose spelling of string literals to read: where a backslash escapes the next character.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Dialect {
+    /// MySQL and MariaDB (default `sql_mode`): a backslash escapes in every quoted string
+    /// (MySQL 8.0 manual 11.1.1 "String Literals", table 11.1). Also the reading used when
+    /// the dialect is not known.
+    #[default]
+    Mysql,
+    /// PostgreSQL with `standard_conforming_strings` on (the default since 9.1): a backslash
+    /// is an ordinary character except in `E'..'` strings (PostgreSQL 15 manual 4.1.2.1 and
+    /// 4.1.2.2).
+    Postgres,
+}
 
 /// What a token is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -113,6 +128,7 @@ fn op_char(c: u8) -> bool {
 /// set `space` on the next token); the content of MySQL executable comments is lexed as code.
 pub(crate) struct Lexer<'a> {
     src: &'a str,
+    dialect: Dialect,
     b: &'a [u8],
     pos: usize,
     /// Inside `/*! ... */`: the next `*/` closes it.
@@ -124,9 +140,15 @@ pub(crate) struct Lexer<'a> {
 }
 
 impl<'a> Lexer<'a> {
+    #[cfg(test)]
     pub fn new(src: &'a str) -> Self {
+        Lexer::with_dialect(src, Dialect::Mysql)
+    }
+
+    pub fn with_dialect(src: &'a str, dialect: Dialect) -> Self {
         Lexer {
             src,
+            dialect,
             b: src.as_bytes(),
             pos: 0,
             exec: false,
@@ -227,17 +249,19 @@ impl<'a> Lexer<'a> {
         None
     }
 
-    /// A string literal whose opening `'` is at `quote`.
-    fn string(&mut self, quote: usize) -> Kind {
+    /// A string literal whose opening `'` is at `quote`; `escapes` when it is an `E'..'`.
+    fn string(&mut self, quote: usize, escapes: bool) -> Kind {
+        let backslash = escapes || self.dialect == Dialect::Mysql;
         self.pos = self
-            .quoted_end(quote + 1, b'\'', true)
+            .quoted_end(quote + 1, b'\'', backslash)
             .unwrap_or(self.b.len());
         Kind::Str
     }
 
     /// A quoted identifier; left open, it is a literal running to the end.
     fn quoted(&mut self, quote: u8) -> Kind {
-        match self.quoted_end(self.pos + 1, quote, quote == b'"') {
+        let backslash = quote == b'"' && self.dialect == Dialect::Mysql;
+        match self.quoted_end(self.pos + 1, quote, backslash) {
             Some(end) => {
                 self.pos = end;
                 Kind::Quoted
@@ -320,11 +344,11 @@ impl<'a> Lexer<'a> {
         if next == b'\''
             && (matches!(w, b"e" | b"E" | b"n" | b"N" | b"x" | b"X" | b"b" | b"B") || w[0] == b'_')
         {
-            return self.string(self.pos);
+            return self.string(self.pos, matches!(w, b"e" | b"E"));
         }
         if matches!(w, b"u" | b"U") && next == b'&' {
             match self.at(self.pos + 1) {
-                b'\'' => return self.string(self.pos + 1),
+                b'\'' => return self.string(self.pos + 1, false),
                 b'"' => {
                     self.pos += 1;
                     return self.quoted(b'"');
@@ -381,7 +405,7 @@ impl<'a> Lexer<'a> {
     fn token(&mut self, c: u8) -> Kind {
         let adjacent = self.prev_end == self.pos;
         match c {
-            b'\'' => self.string(self.pos),
+            b'\'' => self.string(self.pos, false),
             b'"' | b'`' => self.quoted(c),
             b'(' | b'[' => {
                 self.pos += 1;

@@ -11,6 +11,8 @@ mod describe;
 mod lex;
 mod obfuscate;
 
+pub use lex::Dialect;
+
 /// Operation (upper case, e.g. `SELECT`) and first table named by a statement, when found.
 ///
 /// Only the first statement of a multi-statement text is read (`SELECT 1; SELECT 2` is
@@ -29,8 +31,15 @@ mod obfuscate;
 ///   `EXPLAIN` (MySQL's `DESCRIBE t` gives `t`). Qualifiers are kept (`public.orders`),
 ///   quotes removed, case kept. A table that names one of the statement's CTEs is replaced by
 ///   the first table that CTE reads. `SELECT 1`, `SET`, `BEGIN`, `SHOW`, `CALL`... have none.
+///
+/// Strings are read as MySQL spells them; [`describe_as`] names the dialect.
 pub fn describe(query: &str) -> (Option<String>, Option<String>) {
-    describe::describe(query)
+    describe::describe(query, Dialect::Mysql)
+}
+
+/// [`describe`] with the string spelling of `dialect`.
+pub fn describe_as(query: &str, dialect: Dialect) -> (Option<String>, Option<String>) {
+    describe::describe(query, dialect)
 }
 
 /// The statement with every literal (strings, numbers, lists) replaced by `?`.
@@ -55,8 +64,14 @@ pub fn describe(query: &str) -> (Option<String>, Option<String>) {
 ///   between them and by nothing where it had none, except: no space after `(`/`[` nor before
 ///   `,` `)` `]` `;`, exactly one after `,` and `;`. Leading and trailing space is dropped.
 ///
-/// The lexer reads backslash as an escape in every quoted string (MySQL's default): a
-/// PostgreSQL standard string ending in a backslash (`'C:\'`) runs on to the next quote.
+/// Strings are read as MySQL spells them (a backslash escapes in every quoted string): a
+/// PostgreSQL standard string ending in a backslash (`'C:\'`) would run on to the next quote,
+/// so PostgreSQL statements go through [`obfuscate_as`] with [`Dialect::Postgres`].
 pub fn obfuscate(query: &str) -> String {
-    obfuscate::obfuscate(query)
+    obfuscate::obfuscate(query, Dialect::Mysql)
+}
+
+/// [`obfuscate`] with the string spelling of `dialect`.
+pub fn obfuscate_as(query: &str, dialect: Dialect) -> String {
+    obfuscate::obfuscate(query, dialect)
 }

@@ -4,7 +4,7 @@
 //! a literal list and the skipping of extra `VALUES` rows only move forward, so the work is
 //! linear in the number of tokens.
 
-use super::lex::{Kind, Lexer, Token};
+use super::lex::{Dialect, Kind, Lexer, Token};
 
 /// What an open parenthesis holds, as far as obfuscation cares.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,8 +60,8 @@ impl Out {
 }
 
 /// See [`super::obfuscate`].
-pub(crate) fn obfuscate(query: &str) -> String {
-    let toks: Vec<Token> = Lexer::new(query).collect();
+pub(crate) fn obfuscate(query: &str, dialect: Dialect) -> String {
+    let toks: Vec<Token> = Lexer::with_dialect(query, dialect).collect();
     let mut out = Out {
         s: String::with_capacity(query.len().min(1 << 20)),
         last: Last::Start,
