@@ -54,10 +54,12 @@ pub struct OtlpCounters {
     pub spans_dropped_export_failed: AtomicU64,
     /// Not kept by `otlp.sampling_ratio` (not a loss: a choice).
     pub spans_sampled_out: AtomicU64,
-    pub span_exports: AtomicU64,
-    pub span_export_failures: AtomicU64,
-    pub metric_exports: AtomicU64,
-    pub metric_export_failures: AtomicU64,
+    /// Taken from the queue by the worker, not exported nor dropped yet.
+    pub spans_in_flight: AtomicU64,
+    pub span_exports_ok: AtomicU64,
+    pub span_exports_failed: AtomicU64,
+    pub metric_exports_ok: AtomicU64,
+    pub metric_exports_failed: AtomicU64,
     /// A period's request found the previous one still waiting.
     pub metric_requests_dropped: AtomicU64,
     pub metric_points_exported: AtomicU64,
@@ -108,7 +110,7 @@ pub fn render_health(h: &OtlpHealth, out: &mut String) {
         (
             "wirelens_otlp_queued_spans",
             "gauge",
-            "Spans waiting for export now.",
+            "Spans waiting for export now, the batch being sent included.",
             h.queued_spans,
         ),
     ];
@@ -308,25 +310,18 @@ impl Otlp {
                 ("sampled_out", g(&c.spans_sampled_out)),
             ],
             exports: vec![
-                (
-                    "traces",
-                    "ok",
-                    g(&c.span_exports) - g(&c.span_export_failures).min(g(&c.span_exports)),
-                ),
-                ("traces", "failed", g(&c.span_export_failures)),
-                (
-                    "metrics",
-                    "ok",
-                    g(&c.metric_exports) - g(&c.metric_export_failures).min(g(&c.metric_exports)),
-                ),
-                ("metrics", "failed", g(&c.metric_export_failures)),
+                ("traces", "ok", g(&c.span_exports_ok)),
+                ("traces", "failed", g(&c.span_exports_failed)),
+                ("metrics", "ok", g(&c.metric_exports_ok)),
+                ("metrics", "failed", g(&c.metric_exports_failed)),
             ],
             metric_requests_dropped: g(&c.metric_requests_dropped),
             metric_points_exported: g(&c.metric_points_exported),
             queued_spans: self
                 .spans
                 .as_ref()
-                .map_or(0, |tx| (self.queue_size - tx.capacity()) as u64),
+                .map_or(0, |tx| (self.queue_size - tx.capacity()) as u64)
+                + g(&c.spans_in_flight),
         }
     }
 
@@ -407,6 +402,7 @@ async fn span_worker(
     let outage = Outage::default();
     let mut buf = Vec::with_capacity(batch_size);
     while rx.recv_many(&mut buf, batch_size).await > 0 {
+        c.spans_in_flight.fetch_add(buf.len() as u64, Relaxed);
         let mut by_service: BTreeMap<String, Vec<_>> = BTreeMap::new();
         for (r, trace, parent) in buf.drain(..) {
             let span = spans::span_of(&r, trace, parent, &scope);
@@ -418,18 +414,19 @@ async fn span_worker(
         for (service, batch) in by_service {
             let n = batch.len() as u64;
             exporter.set_resource(&resources.sdk(&service));
-            c.span_exports.fetch_add(1, Relaxed);
             match exporter.export(batch).await {
                 Ok(()) => {
+                    c.span_exports_ok.fetch_add(1, Relaxed);
                     c.spans_exported.fetch_add(n, Relaxed);
                     outage.ok("traces");
                 }
                 Err(e) => {
-                    c.span_export_failures.fetch_add(1, Relaxed);
+                    c.span_exports_failed.fetch_add(1, Relaxed);
                     c.spans_dropped_export_failed.fetch_add(n, Relaxed);
                     outage.failed("traces", &e.to_string());
                 }
             }
+            c.spans_in_flight.fetch_sub(n, Relaxed);
         }
     }
     let _ = exporter.shutdown();
@@ -442,14 +439,14 @@ async fn metric_worker(
 ) {
     let outage = Outage::default();
     while let Some((req, points)) = rx.recv().await {
-        c.metric_exports.fetch_add(1, Relaxed);
         match client.export(req).await {
             Ok(()) => {
+                c.metric_exports_ok.fetch_add(1, Relaxed);
                 c.metric_points_exported.fetch_add(points as u64, Relaxed);
                 outage.ok("metrics");
             }
             Err(e) => {
-                c.metric_export_failures.fetch_add(1, Relaxed);
+                c.metric_exports_failed.fetch_add(1, Relaxed);
                 outage.failed("metrics", &e);
             }
         }
