@@ -93,7 +93,14 @@ pub fn attributes(key: &SeriesKey) -> Vec<KeyValue> {
             status_code,
         } => {
             a.push(s("http.request.method", *method));
-            a.push(s("http.route", route.clone()));
+            // A client does not know the server's routes: the conventions call the template
+            // of the path it asked for `url.template` (as the Prometheus labels do).
+            let route_key = if key.family.is_client() {
+                "url.template"
+            } else {
+                "http.route"
+            };
+            a.push(s(route_key, route.clone()));
             if let Some(code) = status_code {
                 a.push(i("http.response.status_code", i64::from(*code)));
             }

@@ -145,7 +145,13 @@ fn describe(r: &Record) -> (String, Vec<KeyValue>) {
                 .unwrap_or_else(|| wirelens_protocols::http::route_template(&q.path));
             let path = q.path.split(['?', '#']).next().unwrap_or_default();
             a.push(KeyValue::new("url.path", path.to_string()));
-            a.push(KeyValue::new("http.route", route.clone()));
+            // `http.route` is the server's; a client's template of the path is `url.template`.
+            let route_key = if r.role == Role::Client {
+                "url.template"
+            } else {
+                "http.route"
+            };
+            a.push(KeyValue::new(route_key, route.clone()));
             a.push(KeyValue::new("network.protocol.name", "http"));
             if let Some(Response::Http(s)) = &r.response {
                 a.push(KeyValue::new(
