@@ -7,14 +7,14 @@ mod aggregate_support;
 mod otlp;
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aggregate_support::*;
 use otlp::{attrs, Receiver, Wire};
 use wirelens::aggregate::{AggregationSettings, Aggregator};
 use wirelens::export::otlp::config::OtlpConfig;
 use wirelens::export::otlp::metrics::{snapshot, StartTimes};
-use wirelens::export::otlp::Otlp;
+use wirelens::export::otlp::{Otlp, OtlpHealth};
 use wirelens_protocols::{Role, TraceContext};
 
 const MS: u64 = 1_000_000;
@@ -260,46 +260,39 @@ fn snapshot_follows_the_aggregator() {
 }
 
 /// Nobody listens: offering never blocks, the queue holds at most its size, everything else
-/// is counted as dropped, and the export failures are counted per signal.
-#[test]
-fn collector_down_drops_and_counts() {
-    let mut receiver = Receiver::start(Wire::Grpc);
+/// is counted as dropped, and the export failures are counted per signal. Then the collector
+/// comes back and the next spans and metrics reach it.
+fn collector_down_then_back(wire: Wire) {
+    let mut receiver = Receiver::start(wire);
     receiver.stop();
     let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let _ctx = rt.enter();
     let mut agg = Aggregator::new(AggregationSettings::default());
-    let h = rt.block_on(async {
-        let mut o = Otlp::start(&settings(&receiver, 8)).expect("exporter");
-        let start = std::time::Instant::now();
-        for i in 0..1000 {
-            let r = http_server("web", "GET", &format!("/x/{i}"), 200, MS);
-            o.offer(&r);
-            agg.observe(&r);
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(2),
-            "offer never waits"
-        );
-        o.period(&agg);
-        // The worker tries: the first batch fails after the exporter's retries.
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            let h = o.health();
-            let failed = |s: &str| {
-                h.exports
-                    .iter()
-                    .find(|(sig, res, _)| *sig == s && *res == "failed")
-                    .map_or(0, |e| e.2)
-            };
-            if failed("traces") > 0 && failed("metrics") > 0 {
-                break;
-            }
-            assert!(std::time::Instant::now() < deadline, "{h:?}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let h = o.health();
-        o.shutdown(None, Duration::from_millis(100)).await;
-        h
-    });
+    let mut o = Otlp::start(&settings(&receiver, 8)).expect("exporter");
+    let start = Instant::now();
+    for i in 0..1000 {
+        let r = http_server("web", "GET", &format!("/x/{i}"), 200, MS);
+        o.offer(&r);
+        agg.observe(&r);
+    }
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "offer never waits"
+    );
+    o.period(&agg);
+    let failed = |h: &OtlpHealth, s: &str| {
+        h.exports
+            .iter()
+            .find(|(sig, res, _)| *sig == s && *res == "failed")
+            .map_or(0, |e| e.2)
+    };
+    // The worker tries: the first batch fails after the exporter's retries.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while failed(&o.health(), "traces") == 0 || failed(&o.health(), "metrics") == 0 {
+        assert!(Instant::now() < deadline, "{:?}", o.health());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let h = o.health();
     let spans: BTreeMap<_, _> = h.spans.iter().cloned().collect();
     assert_eq!(spans["exported"], 0);
     assert!(spans["dropped_queue_full"] >= 1000 - 4 * 8, "{h:?}");
@@ -308,6 +301,52 @@ fn collector_down_drops_and_counts() {
         1000,
         "{h:?}"
     );
-    assert!(h.queued_spans <= 8);
+    assert!(h.queued_spans <= 8 + 8, "the queue and one batch: {h:?}");
     assert_eq!(receiver.spans().len(), 0);
+
+    // Back: whatever was still queued may go through, and the next spans do.
+    receiver.start_again();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while o.health().queued_spans > 0 {
+        assert!(Instant::now() < deadline, "{:?}", o.health());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for _ in 0..5 {
+        o.offer(&http_server("web", "GET", "/back", 200, MS));
+    }
+    agg.observe(&http_server("web", "GET", "/back", 200, MS));
+    o.period(&agg);
+    receiver.wait(Duration::from_secs(20), "spans after the return", |r| {
+        r.spans()
+            .iter()
+            .filter(|(_, s)| s.name == "GET /back")
+            .count()
+            == 5
+    });
+    receiver.wait(Duration::from_secs(20), "metrics after the return", |r| {
+        r.last_points("http.server.request.duration")
+            .iter()
+            .map(|(_, p)| p.count)
+            .sum::<u64>()
+            == 1001
+    });
+    let h = o.health();
+    let spans: BTreeMap<_, _> = h.spans.iter().cloned().collect();
+    assert_eq!(spans["exported"] as usize, receiver.spans().len());
+    assert_eq!(
+        spans["exported"] + spans["dropped_queue_full"] + spans["dropped_export_failed"],
+        1005,
+        "{h:?}"
+    );
+    rt.block_on(o.shutdown(None, Duration::from_secs(2)));
+}
+
+#[test]
+fn collector_down_then_back_grpc() {
+    collector_down_then_back(Wire::Grpc);
+}
+
+#[test]
+fn collector_down_then_back_http() {
+    collector_down_then_back(Wire::Http);
 }
