@@ -330,6 +330,11 @@ fn collector_down_then_back(wire: Wire) {
             .sum::<u64>()
             == 1001
     });
+    // The worker counts a batch once its export call returned.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while o.health().queued_spans > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let h = o.health();
     let spans: BTreeMap<_, _> = h.spans.iter().cloned().collect();
     assert_eq!(spans["exported"] as usize, receiver.spans().len());
@@ -349,4 +354,41 @@ fn collector_down_then_back_grpc() {
 #[test]
 fn collector_down_then_back_http() {
     collector_down_then_back(Wire::Http);
+}
+
+/// The sampling decision is the trace id's: with a ratio of 0.5, a trace id whose lower 63 bits
+/// are small is kept and a large one is not, for every record of that trace; 0.0 keeps none.
+#[test]
+fn sampling_ratio_decides_by_trace_id() {
+    let receiver = Receiver::start(Wire::Grpc);
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let _ctx = rt.enter();
+    let mut s = settings(&receiver, 1000);
+    s.sampling_ratio = 0.5;
+    s.metrics = None;
+    let o = Otlp::start(&s).expect("exporter");
+    let traced = |trace_id: &str| {
+        let mut r = http_server("web", "GET", "/t", 200, MS);
+        r.trace = Some(TraceContext {
+            trace_id: trace_id.into(),
+            span_id: "00f067aa0ba902b7".into(),
+        });
+        r
+    };
+    for _ in 0..30 {
+        o.offer(&traced("0000000000000000000000000000000a"));
+        o.offer(&traced("0000000000000000fffffffffffffffe"));
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let spans = loop {
+        let spans: BTreeMap<_, _> = o.health().spans.iter().cloned().collect();
+        if spans["exported"] == 30 || Instant::now() > deadline {
+            break spans;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!((spans["exported"], spans["sampled_out"]), (30, 30));
+    assert_eq!(receiver.spans().len(), 30);
+    assert!(receiver.spans().iter().all(|(_, s)| s.trace_id[15] == 0x0a));
+    rt.block_on(o.shutdown(None, Duration::from_secs(2)));
 }

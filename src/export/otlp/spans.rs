@@ -73,7 +73,9 @@ pub fn span_of(
         SpanKind::Server
     };
     let (name, mut attributes) = describe(r);
-    attributes.push(KeyValue::new("network.transport", transport(r)));
+    if let Some(t) = transport(r) {
+        attributes.push(KeyValue::new("network.transport", t));
+    }
     let err = error_type(r);
     let status = if err.is_empty() {
         Status::Unset
@@ -109,12 +111,12 @@ pub fn span_of(
     }
 }
 
-fn transport(r: &Record) -> &'static str {
-    // DNS is the only protocol here that also runs over UDP; a DNS record's server port is
-    // 53-like either way, and the record does not say which: TCP DNS is rare.
+/// `tcp` for the protocols that only run over TCP; none for DNS, whose record does not say
+/// whether it came over UDP or TCP.
+fn transport(r: &Record) -> Option<&'static str> {
     match r.request {
-        Request::Dns(_) => "udp",
-        _ => "tcp",
+        Request::Dns(_) => None,
+        _ => Some("tcp"),
     }
 }
 
