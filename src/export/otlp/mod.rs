@@ -148,14 +148,15 @@ struct Resources {
 }
 
 impl Resources {
+    /// `service.name`, `host.name`, `telemetry.sdk.name`, then the configured attributes
+    /// (which may replace the last two, never the first), each key once.
     fn attributes(&self, service: &str) -> Vec<(String, String)> {
-        let mut a = vec![
-            ("service.name".to_string(), service.to_string()),
-            ("host.name".to_string(), self.host.clone()),
-            ("telemetry.sdk.name".to_string(), "wirelens".to_string()),
-        ];
+        let mut a: BTreeMap<String, String> = BTreeMap::new();
+        a.insert("host.name".into(), self.host.clone());
+        a.insert("telemetry.sdk.name".into(), "wirelens".into());
         a.extend(self.extra.iter().cloned());
-        a
+        a.insert("service.name".into(), service.to_string());
+        a.into_iter().collect()
     }
 
     fn sdk(&self, service: &str) -> Resource {
