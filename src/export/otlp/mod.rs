@@ -170,7 +170,16 @@ impl Resources {
     }
 }
 
+/// The host the observed services run on: `NODE_NAME` when set (the DaemonSet sets it from
+/// `spec.nodeName`: the agent's pod has its own UTS namespace, whose name is the pod's), else
+/// the kernel's host name.
 fn hostname() -> String {
+    if let Some(node) = std::env::var("NODE_NAME")
+        .ok()
+        .filter(|n| !n.trim().is_empty())
+    {
+        return node.trim().to_string();
+    }
     let mut buf = [0u8; 256];
     // SAFETY: gethostname writes at most buf.len() bytes into buf.
     let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
