@@ -114,10 +114,10 @@ pub async fn run(
             }
             _ = period_end.tick() => {
                 let mut agg = metrics.aggregator();
+                agg.tick();
                 if let Some(o) = &mut otlp {
                     o.period(&agg);
                 }
-                agg.tick();
             }
             _ = sighup.recv() => { let _ = ctl_tx.send(filter_ctl::Msg::Reload); }
             _ = sigint.recv(), if !stopping => {

@@ -246,17 +246,23 @@ fn snapshot_follows_the_aggregator() {
     assert_eq!(h.data_points.len(), 1);
     assert_eq!(h.data_points[0].count, 4);
     assert_eq!(h.data_points[0].start_time_unix_nano, 100);
+    // As the pipeline does: each period closes (tick), then its snapshot is taken. The
+    // series expires; it comes back with more requests than it had: still a new start.
     agg.tick();
+    let (req, points) = snapshot(&agg, &mut starts, 400, &res);
+    assert_eq!((req.resource_metrics.len(), points), (0, 0), "expired");
+    for _ in 0..5 {
+        agg.observe(&http_server("web", "GET", "/a/4", 200, 7 * MS));
+    }
     agg.tick();
-    agg.observe(&http_server("web", "GET", "/a/4", 200, 7 * MS));
-    let (req, _) = snapshot(&agg, &mut starts, 400, &res);
+    let (req, _) = snapshot(&agg, &mut starts, 500, &res);
     let Some(opentelemetry_proto::tonic::metrics::v1::metric::Data::Histogram(h)) =
         &req.resource_metrics[0].scope_metrics[0].metrics[0].data
     else {
         panic!("not a histogram")
     };
-    assert_eq!(h.data_points[0].count, 1, "restarted from zero");
-    assert_eq!(h.data_points[0].start_time_unix_nano, 300);
+    assert_eq!(h.data_points[0].count, 5, "restarted from zero");
+    assert_eq!(h.data_points[0].start_time_unix_nano, 400);
 }
 
 /// Nobody listens: offering never blocks, the queue holds at most its size, everything else

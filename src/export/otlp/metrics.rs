@@ -14,9 +14,11 @@
 //! `s`, cumulative explicit-bucket histograms. Series the conventions have no metric for (a
 //! database or DNS server observed from its own side) are not sent over OTLP; Prometheus
 //! has them. The peer of a server series is `client.address`: two clients are two series in
-//! the aggregator and must stay two data points. A series' start time is the end of the
-//! export before the one that first saw it (or the agent's start), and starts again when the
-//! aggregator restarted it from zero (expired, then seen again).
+//! the aggregator and must stay two data points. A series' start time is the time of the
+//! snapshot before the one that first saw it (or the agent's start). Snapshots are taken
+//! right after each period closes, so a series the aggregator expired is missing from the
+//! next one and, when it comes back from zero, gets a new start time, as cumulative
+//! temporality requires.
 
 use std::collections::HashMap;
 use std::time::Duration;

@@ -295,7 +295,9 @@ impl Otlp {
         }
     }
 
-    /// Queues the metrics of the period that ends now (call before the aggregator's tick).
+    /// Queues the metrics of the period that just ended. Call right after each
+    /// `Aggregator::tick`: a series the tick expired is then missing from this snapshot, so
+    /// that if it comes back its start time is new (see [`metrics`]).
     pub fn period(&mut self, agg: &Aggregator) {
         let Some(tx) = &self.metrics else { return };
         let res = self.resources.clone();
