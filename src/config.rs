@@ -9,6 +9,7 @@ use serde::Deserialize;
 use crate::aggregate::{AggregationConfig, AggregationSettings};
 use crate::capture::{CaptureConfig, MAX_CAPTURE_BYTES};
 use crate::conntrack::ConntrackConfig;
+use crate::export::otlp::{OtlpConfig, OtlpSettings};
 use crate::export::MetricsEndpoint;
 use crate::output::Format;
 
@@ -43,6 +44,9 @@ pub struct Config {
     /// Address of the HTTP endpoint (`/metrics`, `/healthz`, `/readyz`); absent:
     /// [`DEFAULT_METRICS_ADDR`].
     pub metrics_addr: Option<SocketAddr>,
+    /// OpenTelemetry export (README, "OpenTelemetry export"); off without an endpoint here or
+    /// in `OTEL_EXPORTER_OTLP_*`.
+    pub otlp: OtlpConfig,
 }
 
 /// Where `/metrics` listens when neither `--metrics-addr` nor `metrics_addr` says.
@@ -67,6 +71,7 @@ impl Default for Config {
             stats_interval_s: 60,
             aggregation: AggregationConfig::default(),
             metrics_addr: None,
+            otlp: OtlpConfig::default(),
         }
     }
 }
@@ -95,6 +100,8 @@ pub enum ConfigError {
     Filters { message: String },
     #[error("{field}: {message}")]
     Aggregation { field: String, message: String },
+    #[error("{field}: {message}")]
+    Otlp { field: String, message: String },
 }
 
 /// What `run` needs, checked and built from a [`Config`].
@@ -108,6 +115,8 @@ pub struct RunSettings {
     pub policy: crate::filter_ctl::Policy,
     pub aggregation: AggregationSettings,
     pub metrics: MetricsEndpoint,
+    /// None: no OTLP export.
+    pub otlp: Option<OtlpSettings>,
 }
 
 impl Config {
@@ -135,8 +144,17 @@ impl Config {
         })
     }
 
-    /// Checks every value and builds the runtime settings.
+    /// Checks every value and builds the runtime settings, reading the `OTEL_*` variables of
+    /// this process.
     pub fn build(&self) -> Result<RunSettings, ConfigError> {
+        self.build_with_env(&|name| std::env::var(name).ok())
+    }
+
+    /// [`Config::build`] with the environment given as a lookup.
+    pub fn build_with_env(
+        &self,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<RunSettings, ConfigError> {
         if self.capture_bytes == 0 || self.capture_bytes > MAX_CAPTURE_BYTES {
             return Err(ConfigError::Invalid {
                 field: "capture_bytes",
@@ -167,7 +185,12 @@ impl Config {
                 field: e.field,
                 message: e.message,
             })?;
+        let otlp = self.otlp.build(env).map_err(|e| ConfigError::Otlp {
+            field: e.field,
+            message: e.message,
+        })?;
         Ok(RunSettings {
+            otlp,
             capture: CaptureConfig {
                 capture_bytes: self.capture_bytes,
                 wakeup_bytes: self.wakeup_bytes,

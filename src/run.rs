@@ -12,6 +12,7 @@ use crate::capture::{Capture, CaptureCounters};
 use crate::config::RunSettings;
 use crate::conntrack::{Conntrack, ConntrackStats};
 use crate::export::http::MetricsServer;
+use crate::export::otlp::Otlp;
 use crate::export::{Health, Metrics, MetricsEndpoint};
 use crate::filter_ctl;
 use crate::output::RecordWriter;
@@ -27,6 +28,10 @@ pub async fn run(
     preflight::require_privileges()?;
     let metrics = Arc::new(Metrics::new(settings.aggregation.clone()));
     serve_metrics(&settings.metrics, &metrics).await?;
+    let mut otlp = match &settings.otlp {
+        Some(s) => Some(Otlp::start(s)?),
+        None => None,
+    };
     let mut writer = RecordWriter::open(settings.format, settings.output.as_deref())
         .context("opening the output")?;
     let (tx, mut rx) = mpsc::channel(256);
@@ -92,19 +97,28 @@ pub async fn run(
                 for ev in batch {
                     conntrack.handle(ev, &mut records);
                 }
-                write_all(&mut writer, &mut records, &metrics)?;
+                write_all(&mut writer, &mut records, &metrics, otlp.as_ref())?;
             }
             _ = sweep.tick() => {
                 conntrack.sweep(clock_ns(libc::CLOCK_REALTIME), &mut records);
-                write_all(&mut writer, &mut records, &metrics)?;
+                write_all(&mut writer, &mut records, &metrics, otlp.as_ref())?;
                 let stats = conntrack.stats();
                 metrics.set_health(Health::from_pipeline(&counters, &stats, conntrack.len()));
+                if let Some(o) = &otlp {
+                    metrics.set_otlp_health(o.health());
+                }
                 if stats_every > 0 && last_stats.elapsed().as_secs() >= stats_every {
                     log_stats(&counters, &stats, conntrack.len());
                     last_stats = std::time::Instant::now();
                 }
             }
-            _ = period_end.tick() => metrics.aggregator().tick(),
+            _ = period_end.tick() => {
+                let mut agg = metrics.aggregator();
+                agg.tick();
+                if let Some(o) = &mut otlp {
+                    o.period(&agg);
+                }
+            }
             _ = sighup.recv() => { let _ = ctl_tx.send(filter_ctl::Msg::Reload); }
             _ = sigint.recv(), if !stopping => {
                 stopping = true;
@@ -122,8 +136,13 @@ pub async fn run(
     drop(ctl_tx);
     let _ = exec_fwd.join();
     let _ = control.join();
-    write_all(&mut writer, &mut records, &metrics)?;
+    write_all(&mut writer, &mut records, &metrics, otlp.as_ref())?;
     writer.flush().context("flushing the output")?;
+    if let Some(mut o) = otlp.take() {
+        // The last spans and the metrics so far, for at most a few seconds.
+        let last = o.last_period(&metrics.aggregator());
+        o.shutdown(last, Duration::from_secs(5)).await;
+    }
     let stats = conntrack.stats();
     metrics.set_health(Health::from_pipeline(&counters, &stats, conntrack.len()));
     log_stats(&counters, &stats, conntrack.len());
@@ -159,7 +178,13 @@ fn write_all(
     writer: &mut RecordWriter,
     records: &mut Vec<crate::output::Record>,
     metrics: &Metrics,
+    otlp: Option<&Otlp>,
 ) -> anyhow::Result<()> {
+    if let Some(o) = otlp {
+        for r in records.iter() {
+            o.offer(r);
+        }
+    }
     if !records.is_empty() {
         let mut agg = metrics.aggregator();
         for r in records.iter() {

@@ -1,13 +1,15 @@
 //! Export: what the aggregator holds and how the agent is doing, served to the outside.
 //!
 //! - [`prometheus`]: the text exposition of the series and the health counters;
-//! - [`http`]: the agent's HTTP endpoint (`/metrics`, `/healthz`, `/readyz`).
+//! - [`http`]: the agent's HTTP endpoint (`/metrics`, `/healthz`, `/readyz`);
+//! - [`otlp`]: spans and metrics to an OpenTelemetry collector.
 //!
 //! The pipeline owns the writes: it feeds records to the aggregator, closes periods, and
 //! publishes its counters into [`Health`] (at least once a second). Exporters only read,
 //! under the same locks, so a scrape always sees whole records.
 
 pub mod http;
+pub mod otlp;
 pub mod prometheus;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -73,6 +75,8 @@ impl Health {
 pub struct Metrics {
     aggregator: Mutex<Aggregator>,
     health: Mutex<Health>,
+    /// The OTLP exporter's counters, when it runs.
+    otlp: Mutex<Option<otlp::OtlpHealth>>,
     ready: AtomicBool,
 }
 
@@ -81,6 +85,7 @@ impl Metrics {
         Metrics {
             aggregator: Mutex::new(Aggregator::new(settings)),
             health: Mutex::new(Health::default()),
+            otlp: Mutex::new(None),
             ready: AtomicBool::new(false),
         }
     }
@@ -95,6 +100,10 @@ impl Metrics {
 
     pub fn set_health(&self, h: Health) {
         *self.health.lock().unwrap_or_else(PoisonError::into_inner) = h;
+    }
+
+    pub fn set_otlp_health(&self, h: otlp::OtlpHealth) {
+        *self.otlp.lock().unwrap_or_else(PoisonError::into_inner) = Some(h);
     }
 
     /// `/readyz` answers 200 once this is set (the capture is attached).
@@ -113,6 +122,10 @@ impl Metrics {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
-        prometheus::render(&self.aggregator(), &health)
+        let mut text = prometheus::render(&self.aggregator(), &health);
+        if let Some(o) = &*self.otlp.lock().unwrap_or_else(PoisonError::into_inner) {
+            otlp::render_health(o, &mut text);
+        }
+        text
     }
 }

@@ -1,0 +1,175 @@
+//! What OTLP export costs the agent's CPU, per record and per period:
+//!
+//! - `span_of`: one record (HTTP server with a traceparent, PostgreSQL client with a statement
+//!   to obfuscate, Redis, DNS, in turn) turned into the SDK's `SpanData`, as the span worker
+//!   does before the export call;
+//! - `offer`: the pipeline's side: the sampling decision and a record cloned into the queue
+//!   (the queue is drained by a task that drops what it gets, so the queue never fills);
+//! - `snapshot_1000_series`: one period's metrics request built from an aggregator holding
+//!   1,000 series of 10 services, and encoded to protobuf (the encoding is the transport's
+//!   job, counted here to show the whole cost of a period).
+//!
+//! Run: `cargo bench -p wirelens-bench --bench otlp`.
+
+use std::hint::black_box;
+use std::net::SocketAddr;
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use opentelemetry::InstrumentationScope;
+use prost::Message;
+use wirelens::aggregate::{AggregationSettings, Aggregator};
+use wirelens::export::otlp::{metrics, spans};
+use wirelens::output::{ProcessRecord, Record};
+use wirelens_protocols::{dns, http, pgsql, redis};
+use wirelens_protocols::{Exchange, Outcome, Request, Response, Role, TraceContext};
+
+fn record(comm: &str, role: Role, request: Request, response: Response, port: u16) -> Record {
+    let ex = Exchange {
+        req_ts_ns: 1_700_000_000_000_000_000,
+        resp_ts_ns: Some(1_700_000_000_002_000_000),
+        request,
+        response: Some(response),
+        outcome: Outcome::Complete,
+        truncated: false,
+        trace: None,
+    };
+    let client: SocketAddr = format!("10.0.0.1:{port}").parse().unwrap();
+    let server: SocketAddr = "10.0.0.2:8080".parse().unwrap();
+    let process = Some(ProcessRecord {
+        pid: 42,
+        comm: comm.to_string(),
+    });
+    Record::new(ex, role, client, server, process)
+}
+
+fn records() -> Vec<Record> {
+    let mut web = record(
+        "web",
+        Role::Server,
+        Request::Http(http::HttpRequest {
+            method: "GET".into(),
+            path: "/users/42/orders?page=3".into(),
+            host: Some("shop".into()),
+            route: Some("/users/{id}/orders".into()),
+        }),
+        Response::Http(http::HttpResponse {
+            status: 200,
+            body_bytes: 512,
+        }),
+        40000,
+    );
+    web.trace = Some(TraceContext {
+        trace_id: "4bf92f3577b34da6a3ce929d0e0e4736".into(),
+        span_id: "00f067aa0ba902b7".into(),
+    });
+    let pg = record(
+        "app",
+        Role::Client,
+        Request::Pgsql(pgsql::PgsqlRequest {
+            query: "SELECT o.id, o.total FROM orders o WHERE o.user_id = 42 AND o.state IN \
+                    ('new', 'paid') ORDER BY o.created DESC LIMIT 20"
+                .into(),
+            kind: "simple".into(),
+            operation: Some("SELECT".into()),
+            table: Some("orders".into()),
+        }),
+        Response::Pgsql(pgsql::PgsqlResponse {
+            error: false,
+            code: None,
+            message: None,
+            rows: Some(20),
+        }),
+        40001,
+    );
+    let rd = record(
+        "app",
+        Role::Client,
+        Request::Redis(redis::RedisRequest {
+            command: "GET".into(),
+            args: 1,
+        }),
+        Response::Redis(redis::RedisResponse {
+            error: false,
+            message: None,
+        }),
+        40002,
+    );
+    let dn = record(
+        "app",
+        Role::Client,
+        Request::Dns(dns::DnsRequest {
+            name: "orders.shop.svc.cluster.local".into(),
+            qtype: "A".into(),
+            id: 7,
+            class: None,
+            opcode: None,
+        }),
+        Response::Dns(dns::DnsResponse {
+            rcode: "NOERROR".into(),
+            answers: 1,
+            tc: false,
+        }),
+        40003,
+    );
+    vec![web, pg, rd, dn]
+}
+
+fn bench(c: &mut Criterion) {
+    let recs = records();
+    let scope = InstrumentationScope::builder("wirelens").build();
+    let mut g = c.benchmark_group("otlp");
+    g.throughput(Throughput::Elements(recs.len() as u64));
+    g.bench_function("span_of", |b| {
+        b.iter(|| {
+            for r in &recs {
+                let (trace, parent) = match spans::parent_of(r) {
+                    Some((t, s)) => (t, Some(s)),
+                    None => (spans::new_trace_id(), None),
+                };
+                black_box(spans::span_of(r, trace, parent, &scope));
+            }
+        })
+    });
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let _ctx = rt.enter();
+    g.bench_function("offer", |b| {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Record>(4096);
+        rt.spawn(async move { while rx.recv().await.is_some() {} });
+        b.iter(|| {
+            for r in &recs {
+                let trace = spans::parent_of(r).map_or_else(spans::new_trace_id, |(t, _)| t);
+                if spans::sampled(trace, 1.0) {
+                    let _ = tx.try_send(black_box(r.clone()));
+                }
+            }
+        })
+    });
+
+    let mut agg = Aggregator::new(AggregationSettings::default());
+    for svc in 0..10 {
+        for i in 0..100 {
+            let mut r = recs[0].clone();
+            if let Some(p) = r.process.as_mut() {
+                p.comm = format!("svc{svc}");
+            }
+            // One series per client address (routes would collapse into `{param}`).
+            r.client.ip = format!("10.1.0.{i}");
+            agg.observe(&r);
+        }
+    }
+    assert_eq!(agg.stats().series, 1000);
+    let mut starts = metrics::StartTimes::new(0);
+    let res = |s: &str| vec![("service.name".to_string(), s.to_string())];
+    g.throughput(Throughput::Elements(1000));
+    g.bench_function("snapshot_1000_series", |b| {
+        b.iter(|| {
+            let (req, n) = metrics::snapshot(&agg, &mut starts, 1, &res);
+            black_box((req.encode_to_vec(), n))
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

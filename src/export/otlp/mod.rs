@@ -1,0 +1,466 @@
+//! OTLP export: one span per exchange and the aggregated metrics, to an OpenTelemetry
+//! collector over gRPC or HTTP/protobuf (README, "OpenTelemetry export").
+//!
+//! - [`config`]: the `otlp:` section and the `OTEL_*` variables;
+//! - [`spans`]: a record as the SDK's `SpanData`, sent by opentelemetry-otlp's `SpanExporter`;
+//! - [`metrics`]: the aggregator's series as OTLP histograms, sent once per period.
+//!
+//! **One resource per observed service.** The agent is not the service: each span and each
+//! data point belongs to the resource of the service it observed (`service.name` from
+//! [`service_of`], `host.name`, the configured resource attributes). Spans: the worker groups
+//! each batch by service and calls `SpanExporter::set_resource` before exporting that
+//! service's spans (one export call per service and batch). Metrics: one request per period
+//! holds one `ResourceMetrics` per service (see [`metrics`] for why not the SDK's meters).
+//!
+//! **Bounded memory.** The pipeline never waits for a collector: spans go through a queue of
+//! `otlp.queue_size` records (`try_send`; full: dropped and counted), one worker task exports
+//! them in batches of at most `otlp.batch_size`; a batch whose export failed (after the
+//! exporter's own retries) is dropped and counted. Metrics go through a queue of one pending
+//! request: a period whose request finds it full is dropped and counted, and the next one
+//! carries the cumulative values anyway. When the collector returns, the next export
+//! succeeds: nothing needs restarting.
+
+pub mod config;
+pub mod metrics;
+pub mod spans;
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use opentelemetry::InstrumentationScope;
+use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_sdk::trace::SpanExporter as _;
+use opentelemetry_sdk::Resource;
+use tokio::sync::mpsc;
+
+pub use config::{OtlpConfig, OtlpSettings, Protocol};
+
+use crate::aggregate::key::service_of;
+use crate::aggregate::Aggregator;
+use crate::output::Record;
+
+/// The exporter's counters (`wirelens_otlp_*` on `/metrics`).
+#[derive(Debug, Default)]
+pub struct OtlpCounters {
+    pub spans_exported: AtomicU64,
+    /// The queue was full.
+    pub spans_dropped_queue_full: AtomicU64,
+    /// Their export call failed.
+    pub spans_dropped_export_failed: AtomicU64,
+    /// Not kept by `otlp.sampling_ratio` (not a loss: a choice).
+    pub spans_sampled_out: AtomicU64,
+    /// Taken from the queue by the worker, not exported nor dropped yet.
+    pub spans_in_flight: AtomicU64,
+    pub span_exports_ok: AtomicU64,
+    pub span_exports_failed: AtomicU64,
+    pub metric_exports_ok: AtomicU64,
+    pub metric_exports_failed: AtomicU64,
+    /// A period's request found the previous one still waiting.
+    pub metric_requests_dropped: AtomicU64,
+    pub metric_points_exported: AtomicU64,
+}
+
+/// A copy of the counters for [`crate::export::Health`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OtlpHealth {
+    pub spans: Vec<(&'static str, u64)>,
+    pub exports: Vec<(&'static str, &'static str, u64)>,
+    pub metric_requests_dropped: u64,
+    pub metric_points_exported: u64,
+    pub queued_spans: u64,
+}
+
+/// The Prometheus text of the exporter's counters.
+pub fn render_health(h: &OtlpHealth, out: &mut String) {
+    let name = "wirelens_otlp_spans_total";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Spans by fate: exported, dropped_queue_full, dropped_export_failed, \
+         sampled_out.\n# TYPE {name} counter"
+    );
+    for (outcome, n) in &h.spans {
+        let _ = writeln!(out, "{name}{{outcome=\"{outcome}\"}} {n}");
+    }
+    let name = "wirelens_otlp_exports_total";
+    let _ = writeln!(
+        out,
+        "# HELP {name} OTLP export calls by signal and result.\n# TYPE {name} counter"
+    );
+    for (signal, result, n) in &h.exports {
+        let _ = writeln!(out, "{name}{{signal=\"{signal}\",result=\"{result}\"}} {n}");
+    }
+    let simple = [
+        (
+            "wirelens_otlp_metric_requests_dropped_total",
+            "counter",
+            "Periods whose metrics were not sent because the previous request was still waiting.",
+            h.metric_requests_dropped,
+        ),
+        (
+            "wirelens_otlp_metric_points_exported_total",
+            "counter",
+            "Histogram data points the collector accepted.",
+            h.metric_points_exported,
+        ),
+        (
+            "wirelens_otlp_queued_spans",
+            "gauge",
+            "Spans waiting for export now, the batch being sent included.",
+            h.queued_spans,
+        ),
+    ];
+    for (name, kind, help, v) in simple {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
+        );
+    }
+}
+
+/// The running exporter, owned by the pipeline.
+pub struct Otlp {
+    spans: Option<
+        mpsc::Sender<(
+            Record,
+            opentelemetry::trace::TraceId,
+            Option<opentelemetry::trace::SpanId>,
+        )>,
+    >,
+    metrics: Option<mpsc::Sender<(ExportMetricsServiceRequest, usize)>>,
+    counters: Arc<OtlpCounters>,
+    starts: metrics::StartTimes,
+    resources: Arc<Resources>,
+    sampling_ratio: f64,
+    queue_size: usize,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// What every service's resource carries besides its name.
+#[derive(Debug)]
+struct Resources {
+    host: String,
+    extra: Vec<(String, String)>,
+}
+
+impl Resources {
+    /// `service.name`, `host.name`, `telemetry.sdk.name`, then the configured attributes
+    /// (which may replace the last two, never the first), each key once.
+    fn attributes(&self, service: &str) -> Vec<(String, String)> {
+        let mut a: BTreeMap<String, String> = BTreeMap::new();
+        a.insert("host.name".into(), self.host.clone());
+        a.insert("telemetry.sdk.name".into(), "wirelens".into());
+        a.extend(self.extra.iter().cloned());
+        a.insert("service.name".into(), service.to_string());
+        a.into_iter().collect()
+    }
+
+    fn sdk(&self, service: &str) -> Resource {
+        Resource::builder_empty()
+            .with_attributes(
+                self.attributes(service)
+                    .into_iter()
+                    .map(|(k, v)| opentelemetry::KeyValue::new(k, v)),
+            )
+            .build()
+    }
+}
+
+/// The host the observed services run on: `NODE_NAME` when set (the DaemonSet sets it from
+/// `spec.nodeName`: the agent's pod has its own UTS namespace, whose name is the pod's), else
+/// the kernel's host name.
+fn hostname() -> String {
+    if let Some(node) = std::env::var("NODE_NAME")
+        .ok()
+        .filter(|n| !n.trim().is_empty())
+    {
+        return node.trim().to_string();
+    }
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most buf.len() bytes into buf.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return "unknown".into();
+    }
+    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+/// gRPC metadata from header pairs.
+pub(crate) fn metadata(
+    headers: &[(String, String)],
+) -> anyhow::Result<tonic::metadata::MetadataMap> {
+    let mut md = tonic::metadata::MetadataMap::new();
+    for (k, v) in headers {
+        let key = tonic::metadata::MetadataKey::from_bytes(k.to_ascii_lowercase().as_bytes())
+            .with_context(|| format!("header `{k}`"))?;
+        let value = v.parse().with_context(|| format!("header `{k}`"))?;
+        md.insert(key, value);
+    }
+    Ok(md)
+}
+
+fn span_exporter(t: &config::SignalTarget) -> anyhow::Result<opentelemetry_otlp::SpanExporter> {
+    let e = match t.protocol {
+        Protocol::Grpc => opentelemetry_otlp::SpanExporter::builder()
+            .with_tonic()
+            .with_endpoint(t.url.clone())
+            .with_timeout(t.timeout)
+            .with_metadata(metadata(&t.headers)?)
+            .build(),
+        Protocol::HttpProtobuf => opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .with_endpoint(t.url.clone())
+            .with_timeout(t.timeout)
+            .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+            .with_headers(t.headers.iter().cloned().collect())
+            .build(),
+    };
+    e.with_context(|| format!("building the OTLP span exporter for {}", t.url))
+}
+
+fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+impl Otlp {
+    /// Builds the exporters and starts their tasks (on the current tokio runtime). Nothing
+    /// connects yet: a collector that is not up is only a failed export later.
+    pub fn start(s: &OtlpSettings) -> anyhow::Result<Otlp> {
+        let counters = Arc::new(OtlpCounters::default());
+        let resources = Arc::new(Resources {
+            host: hostname(),
+            extra: s.resource_attributes.clone(),
+        });
+        let mut tasks = Vec::new();
+        let spans = match &s.traces {
+            Some(t) => {
+                let exporter = span_exporter(t)?;
+                let (tx, rx) = mpsc::channel(s.queue_size);
+                tasks.push(tokio::spawn(span_worker(
+                    exporter,
+                    rx,
+                    s.batch_size,
+                    resources.clone(),
+                    counters.clone(),
+                )));
+                tracing::info!(url = %t.url, protocol = t.protocol.name(), "exporting spans over OTLP");
+                Some(tx)
+            }
+            None => None,
+        };
+        let metrics = match &s.metrics {
+            Some(t) => {
+                let client = metrics::MetricsClient::new(t)
+                    .with_context(|| format!("building the OTLP metrics client for {}", t.url))?;
+                let (tx, rx) = mpsc::channel(1);
+                tasks.push(tokio::spawn(metric_worker(client, rx, counters.clone())));
+                tracing::info!(url = %t.url, protocol = t.protocol.name(), "exporting metrics over OTLP");
+                Some(tx)
+            }
+            None => None,
+        };
+        Ok(Otlp {
+            spans,
+            metrics,
+            counters,
+            starts: metrics::StartTimes::new(now_ns()),
+            resources,
+            sampling_ratio: s.sampling_ratio,
+            queue_size: s.queue_size,
+            tasks,
+        })
+    }
+
+    /// Queues the span of a record, unless sampled out or the queue is full (counted).
+    pub fn offer(&self, r: &Record) {
+        let Some(tx) = &self.spans else { return };
+        let parent = spans::parent_of(r);
+        let trace = parent.map_or_else(spans::new_trace_id, |(t, _)| t);
+        if !spans::sampled(trace, self.sampling_ratio) {
+            self.counters.spans_sampled_out.fetch_add(1, Relaxed);
+            return;
+        }
+        if tx
+            .try_send((r.clone(), trace, parent.map(|(_, s)| s)))
+            .is_err()
+        {
+            self.counters.spans_dropped_queue_full.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Queues the metrics of the period that just ended. Call right after each
+    /// `Aggregator::tick`: a series the tick expired is then missing from this snapshot, so
+    /// that if it comes back its start time is new (see [`metrics`]).
+    pub fn period(&mut self, agg: &Aggregator) {
+        let Some(tx) = &self.metrics else { return };
+        let res = self.resources.clone();
+        let (req, points) =
+            metrics::snapshot(agg, &mut self.starts, now_ns(), &|s| res.attributes(s));
+        if req.resource_metrics.is_empty() {
+            return;
+        }
+        if tx.try_send((req, points)).is_err() {
+            self.counters.metric_requests_dropped.fetch_add(1, Relaxed);
+        }
+    }
+
+    pub fn health(&self) -> OtlpHealth {
+        let c = &self.counters;
+        let g = |a: &AtomicU64| a.load(Relaxed);
+        OtlpHealth {
+            spans: vec![
+                ("exported", g(&c.spans_exported)),
+                ("dropped_queue_full", g(&c.spans_dropped_queue_full)),
+                ("dropped_export_failed", g(&c.spans_dropped_export_failed)),
+                ("sampled_out", g(&c.spans_sampled_out)),
+            ],
+            exports: vec![
+                ("traces", "ok", g(&c.span_exports_ok)),
+                ("traces", "failed", g(&c.span_exports_failed)),
+                ("metrics", "ok", g(&c.metric_exports_ok)),
+                ("metrics", "failed", g(&c.metric_exports_failed)),
+            ],
+            metric_requests_dropped: g(&c.metric_requests_dropped),
+            metric_points_exported: g(&c.metric_points_exported),
+            queued_spans: self
+                .spans
+                .as_ref()
+                .map_or(0, |tx| (self.queue_size - tx.capacity()) as u64)
+                + g(&c.spans_in_flight),
+        }
+    }
+
+    /// The metrics of the last, unfinished period, for [`Otlp::shutdown`].
+    pub fn last_period(
+        &mut self,
+        agg: &Aggregator,
+    ) -> Option<(ExportMetricsServiceRequest, usize)> {
+        self.metrics.as_ref()?;
+        let res = self.resources.clone();
+        let (req, points) =
+            metrics::snapshot(agg, &mut self.starts, now_ns(), &|s| res.attributes(s));
+        (!req.resource_metrics.is_empty()).then_some((req, points))
+    }
+
+    /// Sends `last` (the last period's metrics), lets the workers empty their queues for at
+    /// most `grace`, then stops them.
+    pub async fn shutdown(
+        mut self,
+        last: Option<(ExportMetricsServiceRequest, usize)>,
+        grace: Duration,
+    ) {
+        if let (Some(last), Some(tx)) = (last, &self.metrics) {
+            // Wait for room: the previous request may still be on its way.
+            if tokio::time::timeout(grace, tx.send(last)).await.is_err() {
+                self.counters.metric_requests_dropped.fetch_add(1, Relaxed);
+            }
+        }
+        self.spans = None;
+        self.metrics = None;
+        let deadline = tokio::time::Instant::now() + grace;
+        for t in self.tasks.drain(..) {
+            let abort = t.abort_handle();
+            if tokio::time::timeout_at(deadline, t).await.is_err() {
+                abort.abort();
+            }
+        }
+    }
+}
+
+type SpanItem = (
+    Record,
+    opentelemetry::trace::TraceId,
+    Option<opentelemetry::trace::SpanId>,
+);
+
+/// Logs a failure once per outage, and the recovery.
+#[derive(Default)]
+struct Outage(AtomicBool);
+
+impl Outage {
+    fn failed(&self, signal: &str, why: &str) {
+        if !self.0.swap(true, Relaxed) {
+            tracing::warn!(
+                signal,
+                error = why,
+                "OTLP export failed; dropping and counting until the collector answers"
+            );
+        }
+    }
+    fn ok(&self, signal: &str) {
+        if self.0.swap(false, Relaxed) {
+            tracing::info!(signal, "OTLP export works again");
+        }
+    }
+}
+
+async fn span_worker(
+    mut exporter: opentelemetry_otlp::SpanExporter,
+    mut rx: mpsc::Receiver<SpanItem>,
+    batch_size: usize,
+    resources: Arc<Resources>,
+    c: Arc<OtlpCounters>,
+) {
+    let scope = InstrumentationScope::builder("wirelens")
+        .with_version(env!("CARGO_PKG_VERSION"))
+        .build();
+    let outage = Outage::default();
+    let mut buf = Vec::with_capacity(batch_size);
+    while rx.recv_many(&mut buf, batch_size).await > 0 {
+        c.spans_in_flight.fetch_add(buf.len() as u64, Relaxed);
+        let mut by_service: BTreeMap<String, Vec<_>> = BTreeMap::new();
+        for (r, trace, parent) in buf.drain(..) {
+            let span = spans::span_of(&r, trace, parent, &scope);
+            by_service
+                .entry(service_of(&r).to_string())
+                .or_default()
+                .push(span);
+        }
+        for (service, batch) in by_service {
+            let n = batch.len() as u64;
+            exporter.set_resource(&resources.sdk(&service));
+            match exporter.export(batch).await {
+                Ok(()) => {
+                    c.span_exports_ok.fetch_add(1, Relaxed);
+                    c.spans_exported.fetch_add(n, Relaxed);
+                    outage.ok("traces");
+                }
+                Err(e) => {
+                    c.span_exports_failed.fetch_add(1, Relaxed);
+                    c.spans_dropped_export_failed.fetch_add(n, Relaxed);
+                    outage.failed("traces", &e.to_string());
+                }
+            }
+            c.spans_in_flight.fetch_sub(n, Relaxed);
+        }
+    }
+    let _ = exporter.shutdown();
+}
+
+async fn metric_worker(
+    mut client: metrics::MetricsClient,
+    mut rx: mpsc::Receiver<(ExportMetricsServiceRequest, usize)>,
+    c: Arc<OtlpCounters>,
+) {
+    let outage = Outage::default();
+    while let Some((req, points)) = rx.recv().await {
+        match client.export(req).await {
+            Ok(()) => {
+                c.metric_exports_ok.fetch_add(1, Relaxed);
+                c.metric_points_exported.fetch_add(points as u64, Relaxed);
+                outage.ok("metrics");
+            }
+            Err(e) => {
+                c.metric_exports_failed.fetch_add(1, Relaxed);
+                outage.failed("metrics", &e);
+            }
+        }
+    }
+}
