@@ -177,7 +177,10 @@ fn describe(r: &Record) -> (String, Vec<KeyValue>) {
         }
         Request::Pgsql(q) => {
             let op = q.operation.clone().unwrap_or_default();
-            let statement = Some(wirelens_protocols::sql::obfuscate(&q.query));
+            let statement = Some(wirelens_protocols::sql::obfuscate_as(
+                &q.query,
+                wirelens_protocols::sql::Dialect::Postgres,
+            ));
             db(&mut a, "postgresql", &op, q.table.as_deref(), statement);
             if let Some(Response::Pgsql(s)) = &r.response {
                 if let Some(code) = &s.code {
