@@ -43,6 +43,8 @@ pub struct Config {
     /// Address of the HTTP endpoint (`/metrics`, `/healthz`, `/readyz`); absent:
     /// [`DEFAULT_METRICS_ADDR`].
     pub metrics_addr: Option<SocketAddr>,
+    /// Kubernetes metadata: pods, workloads, Services (README, "Kubernetes").
+    pub kubernetes: wirelens_k8s::meta::KubernetesConfig,
 }
 
 /// Where `/metrics` listens when neither `--metrics-addr` nor `metrics_addr` says.
@@ -67,6 +69,7 @@ impl Default for Config {
             stats_interval_s: 60,
             aggregation: AggregationConfig::default(),
             metrics_addr: None,
+            kubernetes: wirelens_k8s::meta::KubernetesConfig::default(),
         }
     }
 }
@@ -95,6 +98,8 @@ pub enum ConfigError {
     Filters { message: String },
     #[error("{field}: {message}")]
     Aggregation { field: String, message: String },
+    #[error("{field}: {message}")]
+    Kubernetes { field: String, message: String },
 }
 
 /// What `run` needs, checked and built from a [`Config`].
@@ -108,6 +113,8 @@ pub struct RunSettings {
     pub policy: crate::filter_ctl::Policy,
     pub aggregation: AggregationSettings,
     pub metrics: MetricsEndpoint,
+    /// `None`: Kubernetes metadata is off.
+    pub kubernetes: Option<wirelens_k8s::meta::MetaSettings>,
 }
 
 impl Config {
@@ -167,7 +174,12 @@ impl Config {
                 field: e.field,
                 message: e.message,
             })?;
+        let kubernetes = self
+            .kubernetes
+            .build(&|k| std::env::var(k).ok())
+            .map_err(|(field, message)| ConfigError::Kubernetes { field, message })?;
         Ok(RunSettings {
+            kubernetes,
             capture: CaptureConfig {
                 capture_bytes: self.capture_bytes,
                 wakeup_bytes: self.wakeup_bytes,

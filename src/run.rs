@@ -32,6 +32,12 @@ pub async fn run(
     let (tx, mut rx) = mpsc::channel(256);
     let (ctl_tx, ctl_rx) = std::sync::mpsc::channel::<filter_ctl::Msg>();
     let (exec_tx, exec_rx) = std::sync::mpsc::channel::<crate::capture::ExecEvent>();
+    if let Some(k) = &settings.kubernetes {
+        // Before the capture, so the first filter decisions already know the pods.
+        crate::k8s::start(k)
+            .await
+            .context("starting Kubernetes metadata (kubernetes.enabled: false turns it off)")?;
+    }
     let policy = settings.policy.clone();
     let init_policy = policy.clone();
     let capture = Capture::start(
@@ -160,6 +166,7 @@ fn write_all(
     records: &mut Vec<crate::output::Record>,
     metrics: &Metrics,
 ) -> anyhow::Result<()> {
+    crate::k8s::enrich(records);
     if !records.is_empty() {
         let mut agg = metrics.aggregator();
         for r in records.iter() {
