@@ -199,6 +199,21 @@ impl Cluster {
     }
 }
 
+/// The agent's `/metrics` text.
+fn scrape(port: u16) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("metrics endpoint");
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok();
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .expect("write");
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    text
+}
+
 /// One connection per request: python's http.server speaks HTTP/1.0 and closes.
 fn send(port: u16, tag: &str) {
     for i in 0..REQUESTS {
@@ -220,9 +235,36 @@ fn root_k8s_records_carry_the_pods_identity() {
     let _server = server_in(&cg.leaf, port);
     wait_for_port(port);
     let cluster = Cluster::new(&[(&web, 1)]);
-    let agent = cluster.agent("filters:\n  include:\n    cgroup: [\"kubepods\"]\n");
+    let metrics_port = free_port();
+    let agent = cluster.agent(&format!(
+        "metrics_addr: 127.0.0.1:{metrics_port}\nfilters:\n  include:\n    cgroup: [\"kubepods\"]\n"
+    ));
     send(port, "identity");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let text = loop {
+        let text = scrape(metrics_port);
+        if text.contains("service_name=\"storefront\"") || std::time::Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
     let (records, stderr) = agent.stop();
+    // The series are the pod's service, not the process name (python3): one per path here.
+    let series: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("http_server_request_duration_seconds_count{"))
+        .collect();
+    let storefront: f64 = series
+        .iter()
+        .filter(|l| l.contains("service_name=\"storefront\"") && l.contains("status_code=\"404\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(storefront, REQUESTS as f64, "{series:#?}\n{stderr}");
+    assert!(!text.contains("service_name=\"python3\""), "{series:#?}");
+    assert!(
+        text.contains("wirelens_k8s_objects{kind=\"pod\"} 1\n"),
+        "{text}"
+    );
     let mine = served_on(&records, port);
     assert_eq!(mine.len(), REQUESTS, "{stderr}");
     for r in &mine {
