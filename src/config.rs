@@ -47,6 +47,8 @@ pub struct Config {
     /// OpenTelemetry export (README, "OpenTelemetry export"); off without an endpoint here or
     /// in `OTEL_EXPORTER_OTLP_*`.
     pub otlp: OtlpConfig,
+    /// Kubernetes metadata: pods, workloads, Services (README, "Kubernetes").
+    pub kubernetes: wirelens_k8s::meta::KubernetesConfig,
 }
 
 /// Where `/metrics` listens when neither `--metrics-addr` nor `metrics_addr` says.
@@ -72,6 +74,7 @@ impl Default for Config {
             aggregation: AggregationConfig::default(),
             metrics_addr: None,
             otlp: OtlpConfig::default(),
+            kubernetes: wirelens_k8s::meta::KubernetesConfig::default(),
         }
     }
 }
@@ -102,6 +105,8 @@ pub enum ConfigError {
     Aggregation { field: String, message: String },
     #[error("{field}: {message}")]
     Otlp { field: String, message: String },
+    #[error("{field}: {message}")]
+    Kubernetes { field: String, message: String },
 }
 
 /// What `run` needs, checked and built from a [`Config`].
@@ -117,6 +122,8 @@ pub struct RunSettings {
     pub metrics: MetricsEndpoint,
     /// None: no OTLP export.
     pub otlp: Option<OtlpSettings>,
+    /// `None`: Kubernetes metadata is off.
+    pub kubernetes: Option<wirelens_k8s::meta::MetaSettings>,
 }
 
 impl Config {
@@ -189,8 +196,13 @@ impl Config {
             field: e.field,
             message: e.message,
         })?;
+        let kubernetes = self
+            .kubernetes
+            .build(env)
+            .map_err(|(field, message)| ConfigError::Kubernetes { field, message })?;
         Ok(RunSettings {
             otlp,
+            kubernetes,
             capture: CaptureConfig {
                 capture_bytes: self.capture_bytes,
                 wakeup_bytes: self.wakeup_bytes,

@@ -144,10 +144,11 @@ pub fn apply(maps: &ControlMaps, policy: &Policy) -> Result<Applied, CaptureErro
     if let (Mode::Select(f), Some(root)) = (&policy.mode, procfs::cgroup2_root()) {
         if f.per_cgroup() {
             for (path, id) in procfs::cgroups(&root, MAX_CGROUPS) {
-                let s = wirelens_filters::Subject {
+                let mut s = wirelens_filters::Subject {
                     cgroup: path,
                     ..Default::default()
                 };
+                crate::k8s::fill_subject_for_cgroup(&s.cgroup.clone(), &mut s);
                 cgroups.push((id, f.decide(&s) == Decision::Keep));
             }
         }
@@ -179,6 +180,7 @@ pub fn run(
     let mtime = |p: &PathBuf| std::fs::metadata(p).and_then(|m| m.modified()).ok();
     let mut seen: Option<SystemTime> = watch.as_ref().and_then(mtime);
     let mut last_check = Instant::now();
+    let mut pods_seen = crate::k8s::pod_generation();
     loop {
         let msg = match rx.recv_timeout(Duration::from_millis(500)) {
             Ok(m) => Some(m),
@@ -188,6 +190,7 @@ pub fn run(
         let mut reload = false;
         match msg {
             Some(Msg::Exec(ev)) => {
+                crate::k8s::forget_pid(ev.tgid);
                 if let Some(keep) = policy.decide(ev.tgid) {
                     if let Err(e) = maps.decide_tgid(ev.tgid, keep) {
                         tracing::warn!(pid = ev.tgid, error = %e, "could not record a decision");
@@ -211,6 +214,23 @@ pub fn run(
                 if now != seen {
                     seen = now;
                     reload = true;
+                }
+            }
+        }
+        // Pods came, went or changed: decide processes and cgroups again with the same
+        // policy (only filters can name pods).
+        let pods_now = crate::k8s::pod_generation();
+        if pods_now != pods_seen {
+            pods_seen = pods_now;
+            if matches!(policy.mode, Mode::Select(_)) && !reload {
+                match apply(&maps, &policy) {
+                    Ok(done) => tracing::debug!(
+                        kept = done.kept,
+                        dropped = done.dropped,
+                        cgroups = done.cgroups,
+                        "pods changed; filters applied again"
+                    ),
+                    Err(e) => tracing::warn!(error = %e, "applying the filters after a pod change"),
                 }
             }
         }

@@ -9,6 +9,7 @@ pub mod event;
 pub mod export;
 pub mod filter_ctl;
 pub mod floor;
+pub mod k8s;
 pub mod output;
 pub mod preflight;
 pub mod procfs;

@@ -16,6 +16,12 @@ pub struct Record {
     pub client: Endpoint,
     pub server: Endpoint,
     pub process: Option<ProcessRecord>,
+    /// The observed process's pod, when it runs in one (crate::k8s).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub k8s: Option<crate::k8s::K8sRecord>,
+    /// What the other end is in the cluster, when its address is a known pod or Service.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer_k8s: Option<crate::k8s::PeerRecord>,
     pub request: Request,
     pub response: Option<Response>,
     pub status: Status,
@@ -62,6 +68,8 @@ impl Record {
             client: client.into(),
             server: server.into(),
             process,
+            k8s: None,
+            peer_k8s: None,
             status: ex.status(role),
             truncated: ex.truncated,
             request: ex.request,

@@ -58,7 +58,7 @@ pub fn subject(pid: u32, with_env: bool) -> Option<Subject> {
     } else {
         BTreeMap::new()
     };
-    Some(Subject {
+    let mut s = Subject {
         pid,
         cmdline,
         exe,
@@ -67,7 +67,9 @@ pub fn subject(pid: u32, with_env: bool) -> Option<Subject> {
         netns: ns_inode(&base.join("ns/net")).ok(),
         pidns: ns_inode(&base.join("ns/pid")).ok(),
         ..Subject::default()
-    })
+    };
+    crate::k8s::fill_subject(pid, &mut s);
+    Some(s)
 }
 
 /// Where the cgroup v2 hierarchy is mounted: /sys/fs/cgroup (unified) or

@@ -37,6 +37,12 @@ pub async fn run(
     let (tx, mut rx) = mpsc::channel(256);
     let (ctl_tx, ctl_rx) = std::sync::mpsc::channel::<filter_ctl::Msg>();
     let (exec_tx, exec_rx) = std::sync::mpsc::channel::<crate::capture::ExecEvent>();
+    if let Some(k) = &settings.kubernetes {
+        // Before the capture, so the first filter decisions already know the pods.
+        crate::k8s::start(k)
+            .await
+            .context("starting Kubernetes metadata (kubernetes.enabled: false turns it off)")?;
+    }
     let policy = settings.policy.clone();
     let init_policy = policy.clone();
     let capture = Capture::start(
@@ -180,6 +186,7 @@ fn write_all(
     metrics: &Metrics,
     otlp: Option<&Otlp>,
 ) -> anyhow::Result<()> {
+    crate::k8s::enrich(records);
     if let Some(o) = otlp {
         for r in records.iter() {
             o.offer(r);

@@ -110,6 +110,9 @@ impl SeriesKey {
 
 /// The service a record belongs to: the process name live, `replay` without a process.
 pub fn service_of(r: &Record) -> &str {
+    if let Some(k) = &r.k8s {
+        return &k.service;
+    }
     r.process.as_ref().map_or("replay", |p| p.comm.as_str())
 }
 

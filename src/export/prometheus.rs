@@ -260,6 +260,8 @@ fn render_health(agg: &Aggregator, health: &Health, out: &mut String) {
         header(out, name, kind, help);
         let _ = writeln!(out, "{name} {v}");
     }
+    // The metadata source's own figures, read as they are now (nothing when it is off).
+    crate::k8s::render_health(&crate::k8s::health_rows(), out);
     let st = agg.stats();
     let name = "wirelens_series";
     header(out, name, "gauge", "Series held by the aggregator now.");

@@ -89,6 +89,11 @@ pub struct Agent {
 
 impl Agent {
     pub fn start(args: &[String]) -> Agent {
+        Agent::start_with_env(args, &[])
+    }
+
+    /// [`Agent::start`] with extra environment variables (e.g. `KUBECONFIG`, `NODE_NAME`).
+    pub fn start_with_env(args: &[String], env: &[(&str, &str)]) -> Agent {
         let dir = tempfile::tempdir().expect("tempdir");
         let out = dir.path().join("records.jsonl");
         let stderr = dir.path().join("stderr.log");
@@ -98,6 +103,7 @@ impl Agent {
             .arg(&out)
             .args(args)
             .env("WIRELENS_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&stderr).expect("stderr file"))
             .spawn()

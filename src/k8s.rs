@@ -1,0 +1,358 @@
+//! Enrichment with Kubernetes metadata: pid -> `/proc/PID/cgroup` -> container -> pod ->
+//! identity, and peer address -> pod or Service. The metadata comes from the k8s crate's
+//! source (watches of this node's pods and the cluster's Services); this module starts it,
+//! caches what each pid's cgroup says, and serves filters and records.
+//!
+//! One source per process, set once at start ([`start`]); without it (a plain host, or
+//! `kubernetes.enabled: false`) every lookup answers "not in a pod".
+
+use std::net::IpAddr;
+use std::num::NonZeroUsize;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use wirelens_filters::Subject;
+use wirelens_k8s::meta::{Meta, MetaSettings, MetaSource, Peer};
+use wirelens_k8s::{identity_of_path, parse_proc_cgroup, CgroupIdentity, Identity, PodMeta};
+use wirelens_protocols::Role;
+
+use crate::output::Record;
+
+/// How long what a pid's cgroup said is trusted: a pid that exits and is reused, or a
+/// process moved to another cgroup, is seen again after this. Exec forgets it at once.
+const CGROUP_TTL: Duration = Duration::from_secs(5);
+/// Pids whose cgroup is remembered.
+const CGROUP_CACHE: usize = 65_536;
+
+struct K8s {
+    meta: Arc<Meta>,
+    cgroups: Mutex<lru::LruCache<u32, (Instant, CgroupIdentity)>>,
+    /// Keeps the watches running for the life of the process.
+    _source: MetaSource,
+}
+
+static K8S: OnceLock<K8s> = OnceLock::new();
+
+/// The `k8s` object of a record (record-schema.md): who the observed process is.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct K8sRecord {
+    pub namespace: String,
+    pub pod: String,
+    pub pod_uid: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    /// The top workload's name (Deployment, CronJob, StatefulSet, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workload: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workload_kind: Option<String>,
+    /// `service.name` by the identity rule (README, "Kubernetes").
+    pub service: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+}
+
+impl From<Identity> for K8sRecord {
+    fn from(id: Identity) -> K8sRecord {
+        let (workload, workload_kind) = match id.workload {
+            Some(w) => {
+                let kind = match w.kind {
+                    wirelens_k8s::WorkloadKind::Other(k) => k,
+                    k => format!("{k:?}"),
+                };
+                (Some(w.name), Some(kind))
+            }
+            None => (None, None),
+        };
+        K8sRecord {
+            namespace: id.namespace,
+            pod: id.pod_name,
+            pod_uid: id.pod_uid,
+            container: id.container_name,
+            workload,
+            workload_kind,
+            service: id.service_name,
+            node: id.node_name,
+        }
+    }
+}
+
+/// Starts the metadata source, waits (at most the configured time) for the first list of
+/// every kind, and makes it this process's source.
+pub async fn start(settings: &MetaSettings) -> anyhow::Result<()> {
+    let client = wirelens_k8s::meta::client(settings).await?;
+    let source = MetaSource::spawn(client, settings);
+    if source.wait_synced(settings.sync_timeout).await {
+        tracing::info!(node = %settings.node_name, "kubernetes metadata synced");
+    } else {
+        tracing::warn!(
+            node = %settings.node_name,
+            waited_s = settings.sync_timeout.as_secs(),
+            "kubernetes metadata not listed yet; capturing anyway, pods are named once known"
+        );
+    }
+    let k = K8s {
+        meta: source.meta(),
+        cgroups: Mutex::new(lru::LruCache::new(
+            NonZeroUsize::new(CGROUP_CACHE).unwrap_or(NonZeroUsize::MIN),
+        )),
+        _source: source,
+    };
+    if K8S.set(k).is_err() {
+        anyhow::bail!("the kubernetes metadata source was started twice");
+    }
+    Ok(())
+}
+
+/// One kind's figures for the health metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KindRow {
+    pub kind: &'static str,
+    pub objects: u64,
+    pub refused: u64,
+    pub watch_errors: u64,
+    pub watch_restarts: u64,
+}
+
+/// The source's figures; empty when it does not run.
+pub fn health_rows() -> Vec<KindRow> {
+    K8S.get().map_or_else(Vec::new, |k| {
+        k.meta
+            .health()
+            .into_iter()
+            .map(|h| KindRow {
+                kind: h.kind.name(),
+                objects: h.store.objects as u64,
+                refused: h.store.rejected_full,
+                watch_errors: h.watch_errors,
+                watch_restarts: h.watch_restarts,
+            })
+            .collect()
+    })
+}
+
+/// The Prometheus text of those figures (nothing when the source does not run).
+pub fn render_health(rows: &[KindRow], out: &mut String) {
+    use std::fmt::Write;
+    if rows.is_empty() {
+        return;
+    }
+    /// Name, type, help, value.
+    type Metric = (
+        &'static str,
+        &'static str,
+        &'static str,
+        fn(&KindRow) -> u64,
+    );
+    let metrics: [Metric; 4] = [
+        (
+            "wirelens_k8s_objects",
+            "gauge",
+            "Kubernetes objects held, by kind (deleted ones in their grace period included).",
+            |r| r.objects,
+        ),
+        (
+            "wirelens_k8s_objects_refused_total",
+            "counter",
+            "Kubernetes objects refused because kubernetes.max_objects was reached.",
+            |r| r.refused,
+        ),
+        (
+            "wirelens_k8s_watch_errors_total",
+            "counter",
+            "Failed Kubernetes watch or list requests (each retried after a backoff).",
+            |r| r.watch_errors,
+        ),
+        (
+            "wirelens_k8s_watch_restarts_total",
+            "counter",
+            "Full lists after the first (410 Gone, or a watch that could not resume).",
+            |r| r.watch_restarts,
+        ),
+    ];
+    for (name, kind, help, get) in metrics {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for r in rows {
+            let _ = writeln!(out, "{name}{{kind=\"{}\"}} {}", r.kind, get(r));
+        }
+    }
+}
+
+/// Bumped when pods change: filters that use Kubernetes keys decide again.
+pub fn pod_generation() -> Option<u64> {
+    K8S.get().map(|k| k.meta.read().pod_generation())
+}
+
+/// Forget what the cgroup of `pid` said (it exec'd: it may be another program now).
+pub fn forget_pid(pid: u32) {
+    if let Some(k) = K8S.get() {
+        k.cgroups
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop(&pid);
+    }
+}
+
+/// What the cgroup of `pid` says (cached).
+fn cgroup_of(k: &K8s, pid: u32) -> Option<CgroupIdentity> {
+    let now = Instant::now();
+    {
+        let mut c = k.cgroups.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((at, id)) = c.get(&pid) {
+            if now.duration_since(*at) < CGROUP_TTL {
+                return Some(id.clone());
+            }
+        }
+    }
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    let id = parse_proc_cgroup(&text).identity();
+    k.cgroups
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .put(pid, (now, id.clone()));
+    Some(id)
+}
+
+fn pod_of<'a>(store: &'a wirelens_k8s::meta::Store, id: &CgroupIdentity) -> Option<&'a PodMeta> {
+    id.container
+        .as_ref()
+        .and_then(|c| store.pod_by_container(c))
+        .or_else(|| id.pod_uid.as_ref().and_then(|u| store.pod_by_uid(u)))
+}
+
+fn fill(store: &wirelens_k8s::meta::Store, id: &CgroupIdentity, s: &mut Subject) {
+    let Some(pod) = pod_of(store, id) else {
+        return;
+    };
+    s.pod = Some(pod.name.clone());
+    s.namespace = Some(pod.namespace.clone());
+    s.labels = pod.labels.clone();
+    s.annotations = pod.annotations.clone();
+    s.container = id
+        .container
+        .as_ref()
+        .and_then(|c| pod.container(c))
+        .map(|c| c.name.clone());
+}
+
+/// Fills the Kubernetes facts of a process (pod, namespace, labels, annotations,
+/// container) for the filters.
+pub fn fill_subject(pid: u32, s: &mut Subject) {
+    let Some(k) = K8S.get() else { return };
+    if let Some(id) = cgroup_of(k, pid) {
+        fill(&k.meta.read(), &id, s);
+    }
+}
+
+/// The same for a whole cgroup, from its path.
+pub fn fill_subject_for_cgroup(path: &str, s: &mut Subject) {
+    let Some(k) = K8S.get() else { return };
+    fill(&k.meta.read(), &identity_of_path(path), s);
+}
+
+/// Adds the `k8s` object (who the observed process is) and `peer_k8s` (what the other end
+/// is) to records, where known.
+pub fn enrich(records: &mut [Record]) {
+    let Some(k) = K8S.get() else { return };
+    for r in records.iter_mut() {
+        let cg = r.process.as_ref().and_then(|p| cgroup_of(k, p.pid));
+        let store = k.meta.read();
+        if let Some(cg) = cg {
+            r.k8s = store
+                .identity(cg.container.as_ref(), cg.pod_uid.as_ref())
+                .map(K8sRecord::from);
+        }
+        let peer = match r.role {
+            Role::Server => &r.client.ip,
+            Role::Client => &r.server.ip,
+            _ => continue,
+        };
+        r.peer_k8s = peer
+            .parse::<IpAddr>()
+            .ok()
+            .and_then(|ip| store.peer(&ip))
+            .map(PeerRecord);
+    }
+}
+
+/// The `peer_k8s` object of a record: namespace, pod, service, workload of the other end.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct PeerRecord(pub Peer);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wirelens_k8s::{ContainerId, ContainerKind, ContainerStatus, NoOwners, OwnerRef, Runtime};
+
+    #[test]
+    fn the_record_object_of_a_deployments_pod() {
+        let id = "ab".repeat(32);
+        let pod = PodMeta {
+            namespace: "shop".into(),
+            name: "web-5d8f7c9b6a-x1".into(),
+            uid: "u1".into(),
+            labels: [("pod-template-hash".to_string(), "5d8f7c9b6a".to_string())].into(),
+            owner_references: vec![OwnerRef {
+                api_version: "apps/v1".into(),
+                kind: "ReplicaSet".into(),
+                name: "web-5d8f7c9b6a".into(),
+                uid: "rs".into(),
+                controller: true,
+            }],
+            node_name: Some("n1".into()),
+            containers: vec![ContainerStatus::new(
+                "app",
+                ContainerKind::Regular,
+                Some(&format!("containerd://{id}")),
+            )],
+            ..PodMeta::default()
+        };
+        let c = ContainerId::new(Runtime::Containerd, &id).unwrap();
+        let rec = K8sRecord::from(Identity::of(&pod, Some(&c), &NoOwners));
+        assert_eq!(
+            serde_json::to_value(&rec).unwrap(),
+            serde_json::json!({"namespace": "shop", "pod": "web-5d8f7c9b6a-x1", "pod_uid": "u1",
+                               "container": "app", "workload": "web",
+                               "workload_kind": "Deployment", "service": "web", "node": "n1"})
+        );
+    }
+
+    #[test]
+    fn health_text() {
+        let mut out = String::new();
+        render_health(&[], &mut out);
+        assert_eq!(out, "");
+        let row = KindRow {
+            kind: "pod",
+            objects: 3,
+            refused: 0,
+            watch_errors: 2,
+            watch_restarts: 1,
+        };
+        render_health(&[row], &mut out);
+        assert!(
+            out.contains("wirelens_k8s_objects{kind=\"pod\"} 3\n"),
+            "{out}"
+        );
+        assert!(out.contains("wirelens_k8s_watch_errors_total{kind=\"pod\"} 2\n"));
+        assert!(out.contains("wirelens_k8s_watch_restarts_total{kind=\"pod\"} 1\n"));
+        assert!(out.contains("# TYPE wirelens_k8s_objects gauge\n"));
+    }
+
+    #[test]
+    fn the_config_section() {
+        let c = crate::config::Config::parse(
+            "kubernetes:\n  enabled: true\n  node_name: n1\n  grace_period_s: 5\n",
+        )
+        .unwrap();
+        let s = c.build().unwrap().kubernetes.expect("on");
+        assert_eq!(s.node_name, "n1");
+        assert_eq!(s.grace, Duration::from_secs(5));
+        let (field, _) = crate::config::Config::parse("kubernetes:\n  node: n1\n").unwrap_err();
+        assert_eq!(field, "kubernetes.node");
+        let c = crate::config::Config::parse("kubernetes:\n  enabled: false\n").unwrap();
+        assert_eq!(c.build().unwrap().kubernetes, None);
+    }
+}
