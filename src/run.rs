@@ -97,6 +97,7 @@ pub async fn run(
             _ = sweep.tick() => {
                 conntrack.sweep(clock_ns(libc::CLOCK_REALTIME), &mut records);
                 write_all(&mut writer, &mut records, &metrics)?;
+                metrics.aggregator().settle();
                 let stats = conntrack.stats();
                 metrics.set_health(Health::from_pipeline(&counters, &stats, conntrack.len()));
                 if stats_every > 0 && last_stats.elapsed().as_secs() >= stats_every {

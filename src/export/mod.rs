@@ -74,6 +74,8 @@ pub struct Metrics {
     aggregator: Mutex<Aggregator>,
     health: Mutex<Health>,
     ready: AtomicBool,
+    /// Exports that failed, by exporter (`wirelens_export_failures_total{exporter}`).
+    export_failures: Mutex<Vec<(&'static str, u64)>>,
 }
 
 impl Metrics {
@@ -82,7 +84,40 @@ impl Metrics {
             aggregator: Mutex::new(Aggregator::new(settings)),
             health: Mutex::new(Health::default()),
             ready: AtomicBool::new(false),
+            export_failures: Mutex::new(vec![("prometheus", 0)]),
         }
+    }
+
+    /// Makes `exporter`'s failure counter exist (at 0) before its first failure.
+    pub fn register_exporter(&self, exporter: &'static str) {
+        let mut f = self
+            .export_failures
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if !f.iter().any(|(e, _)| *e == exporter) {
+            f.push((exporter, 0));
+        }
+    }
+
+    /// Counts one failed export of `exporter` (a scrape answer that could not be sent, a
+    /// batch a collector refused...).
+    pub fn count_export_failure(&self, exporter: &'static str) {
+        let mut f = self
+            .export_failures
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match f.iter_mut().find(|(e, _)| *e == exporter) {
+            Some((_, n)) => *n += 1,
+            None => f.push((exporter, 1)),
+        }
+    }
+
+    /// Failed exports so far, by exporter.
+    pub fn export_failures(&self) -> Vec<(&'static str, u64)> {
+        self.export_failures
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// The aggregator, locked. A panic elsewhere while it was held leaves counts that are
@@ -113,6 +148,7 @@ impl Metrics {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
-        prometheus::render(&self.aggregator(), &health)
+        let failures = self.export_failures();
+        prometheus::render(&self.aggregator(), &health, &failures)
     }
 }

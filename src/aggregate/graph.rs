@@ -1,0 +1,340 @@
+//! The service graph: one edge per (client service, server service, protocol), with its
+//! calls, failed calls and a duration histogram (exported as `wirelens_service_graph_*`).
+//!
+//! # Counting each exchange once
+//!
+//! When both ends of a connection are processes this agent observes, each exchange is
+//! recorded twice, once per side. An edge counts an exchange from the **server's record when
+//! the server is observed**, and from the client's record only when it is not (a remote
+//! server, or a local one outside the filters). So the duration of an edge is the server's
+//! (time to answer) whenever the server is observed, and what the client waited otherwise.
+//!
+//! Whether the server is observed is known from its records ([`Peers`]): an endpoint where an
+//! observed process answered. The two records of one exchange reach the aggregator a few
+//! milliseconds apart, in either order, so an exchange is not attributed at once: it waits in
+//! [`Pending`] until [`Pending::settle`] has been called twice (the live pipeline settles
+//! every second, so one to two seconds). By then the other side's record, if there is one,
+//! has been seen, which also lets a server's record name its client by service. When more
+//! than [`MAX_PENDING`] exchanges wait, the oldest are attributed early with what is known
+//! then (counted: `settled_early`).
+//!
+//! # Failed
+//!
+//! A call failed when its record's status is not `ok`, except an HTTP 4xx seen by the client:
+//! the server judges its own answers (4xx is the caller's error), so an edge's failures do not
+//! depend on which side was observed.
+
+use std::mem;
+
+use wirelens_protocols::{Response, Status};
+
+use super::peer::{is_server_side, Addr, Peers};
+use super::Histogram;
+use crate::output::Record;
+
+/// Exchanges waiting for attribution at most; more settle the oldest early.
+pub const MAX_PENDING: usize = 65_536;
+
+/// An edge of the service graph.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EdgeKey {
+    /// The calling service (or address, when not observed).
+    pub client: String,
+    /// The called service (or `ip:port`, when not observed).
+    pub server: String,
+    /// `http`, `mysql`, `pgsql`, `redis`, `dns`, as records write it.
+    pub protocol: &'static str,
+}
+
+/// The peer name of an overflow edge (its other end is the owner service).
+pub const OVERFLOW: &str = "_overflow";
+
+impl EdgeKey {
+    /// Whether this is an overflow edge (one end named [`OVERFLOW`]).
+    pub fn is_overflow(&self) -> bool {
+        self.client == OVERFLOW || self.server == OVERFLOW
+    }
+}
+
+/// The counters and histogram of one edge, cumulative since it appeared.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Edge {
+    /// Calls counted.
+    pub requests: u64,
+    /// Of those, the failed ones (see the module's rule).
+    pub failed: u64,
+    /// Durations of the calls that got an answer (timeouts and resets have none).
+    pub latency: Histogram,
+    pub(super) last_period: u64,
+}
+
+impl Edge {
+    pub(super) fn add(&mut self, a: &Attribution, period: u64) {
+        self.requests += 1;
+        if a.failed {
+            self.failed += 1;
+        }
+        if let Some(ns) = a.latency_ns {
+            self.latency.observe(ns);
+        }
+        self.last_period = period;
+    }
+}
+
+/// Whether a record counts as a failed call on its edge.
+pub fn failed(r: &Record) -> bool {
+    match (r.status, &r.response) {
+        (Status::Ok, _) => false,
+        (Status::Error, Some(Response::Http(s))) => s.status >= 500,
+        _ => true,
+    }
+}
+
+/// One exchange waiting to be attributed.
+#[derive(Clone, Debug)]
+struct Waiting {
+    /// The observed service whose record this is.
+    service: String,
+    server_side: bool,
+    client: Addr,
+    server: Addr,
+    protocol: &'static str,
+    failed: bool,
+    latency_ns: Option<u64>,
+}
+
+/// An exchange attributed to an edge, owned by the service whose record counted it (the
+/// server's, or the client's when the server is not observed).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attribution {
+    pub owner: String,
+    pub edge: EdgeKey,
+    pub failed: bool,
+    pub latency_ns: Option<u64>,
+}
+
+/// Counters of the service graph itself.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GraphStats {
+    /// Client records not counted because the server's own record counts the exchange.
+    pub deduplicated: u64,
+    /// Exchanges attributed before their wait was over because too many were waiting.
+    pub settled_early: u64,
+}
+
+/// Exchanges waiting for attribution, in two generations: those seen since the last settle,
+/// and those seen before it.
+#[derive(Debug, Default)]
+pub struct Pending {
+    young: Vec<Waiting>,
+    old: Vec<Waiting>,
+    pub stats: GraphStats,
+}
+
+impl Pending {
+    /// Queues the exchange of `r`, recorded by `service`. When the queue is full, the older
+    /// generation is attributed now and returned.
+    pub fn push(&mut self, r: &Record, service: &str, peers: &Peers) -> Vec<Attribution> {
+        let mut early = Vec::new();
+        if self.young.len() + self.old.len() >= MAX_PENDING {
+            let old = if self.old.is_empty() {
+                mem::take(&mut self.young)
+            } else {
+                mem::take(&mut self.old)
+            };
+            self.stats.settled_early += old.len() as u64;
+            early = self.attribute(old, peers);
+        }
+        self.young.push(Waiting {
+            service: service.to_string(),
+            server_side: is_server_side(r),
+            client: Addr::from(&r.client),
+            server: Addr::from(&r.server),
+            protocol: r.protocol,
+            failed: failed(r),
+            latency_ns: r.latency_ns,
+        });
+        early
+    }
+
+    /// Attributes the exchanges that have waited through one settle already, and starts the
+    /// wait of the others.
+    pub fn settle(&mut self, peers: &Peers) -> Vec<Attribution> {
+        let old = mem::replace(&mut self.old, mem::take(&mut self.young));
+        self.attribute(old, peers)
+    }
+
+    /// Exchanges waiting now.
+    pub fn len(&self) -> usize {
+        self.young.len() + self.old.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn attribute(&mut self, waiting: Vec<Waiting>, peers: &Peers) -> Vec<Attribution> {
+        let mut out = Vec::with_capacity(waiting.len());
+        for w in waiting {
+            let edge = if w.server_side {
+                EdgeKey {
+                    client: peers.name_client(&w.client),
+                    server: w.service.clone(),
+                    protocol: w.protocol,
+                }
+            } else if peers.server_at(&w.server).is_some() {
+                // The server is observed: its own record counts this exchange.
+                self.stats.deduplicated += 1;
+                continue;
+            } else {
+                EdgeKey {
+                    client: w.service.clone(),
+                    server: w.server.host_port(),
+                    protocol: w.protocol,
+                }
+            };
+            out.push(Attribution {
+                owner: w.service,
+                edge,
+                failed: w.failed,
+                latency_ns: w.latency_ns,
+            });
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::output::ProcessRecord;
+    use wirelens_protocols::http::{HttpRequest, HttpResponse};
+    use wirelens_protocols::{Exchange, Outcome, Request, Role};
+
+    fn rec(role: Role, comm: &str, client: &str, server: &str, status: u16) -> Record {
+        let ex = Exchange {
+            req_ts_ns: 1_000,
+            resp_ts_ns: Some(1_000 + 2_000_000),
+            request: Request::Http(HttpRequest {
+                method: "GET".into(),
+                path: "/".into(),
+                host: None,
+                route: Some("/".into()),
+            }),
+            response: Some(Response::Http(HttpResponse {
+                status,
+                body_bytes: 0,
+            })),
+            outcome: Outcome::Complete,
+            truncated: false,
+            trace: None,
+        };
+        let process = Some(ProcessRecord {
+            pid: 1,
+            comm: comm.into(),
+        });
+        Record::new(
+            ex,
+            role,
+            client.parse().unwrap(),
+            server.parse().unwrap(),
+            process,
+        )
+    }
+
+    const C: &str = "127.0.0.1:40000";
+    const S: &str = "127.0.0.1:8080";
+
+    /// Feeds records the way the aggregator does: learn, then queue.
+    fn feed(p: &mut Pending, peers: &mut Peers, records: &[Record]) -> Vec<Attribution> {
+        let mut out = Vec::new();
+        for r in records {
+            let service = r.process.as_ref().unwrap().comm.clone();
+            peers.learn(r, &service, 0);
+            out.extend(p.push(r, &service, peers));
+        }
+        out
+    }
+
+    fn edge(client: &str, server: &str) -> EdgeKey {
+        EdgeKey {
+            client: client.into(),
+            server: server.into(),
+            protocol: "http",
+        }
+    }
+
+    #[test]
+    fn both_ends_observed_count_once_from_the_server_in_either_order() {
+        for client_first in [false, true] {
+            let (mut p, mut peers) = (Pending::default(), Peers::default());
+            let server = rec(Role::Server, "web", C, S, 200);
+            let client = rec(Role::Client, "app", C, S, 200);
+            let recs = if client_first {
+                [client, server]
+            } else {
+                [server, client]
+            };
+            assert!(feed(&mut p, &mut peers, &recs).is_empty());
+            assert!(p.settle(&peers).is_empty(), "waits through one settle");
+            let got = p.settle(&peers);
+            assert_eq!(got.len(), 1, "client_first={client_first}");
+            assert_eq!(got[0].owner, "web");
+            assert_eq!(got[0].edge, edge("app", "web"));
+            assert_eq!(got[0].latency_ns, Some(2_000_000));
+            assert_eq!(p.stats.deduplicated, 1);
+            assert!(p.is_empty());
+        }
+    }
+
+    #[test]
+    fn one_end_observed_counts_from_that_end_named_by_address() {
+        let (mut p, mut peers) = (Pending::default(), Peers::default());
+        // A client whose server is not observed; a server whose client is not.
+        feed(
+            &mut p,
+            &mut peers,
+            &[
+                rec(Role::Client, "app", C, "10.9.9.9:5432", 200),
+                rec(Role::Server, "web", "10.1.1.1:50000", S, 200),
+            ],
+        );
+        p.settle(&peers);
+        let mut got: Vec<_> = p
+            .settle(&peers)
+            .into_iter()
+            .map(|a| (a.owner, a.edge))
+            .collect();
+        got.sort();
+        assert_eq!(
+            got,
+            [
+                ("app".to_string(), edge("app", "10.9.9.9:5432")),
+                ("web".to_string(), edge("10.1.1.1", "web")),
+            ]
+        );
+        assert_eq!(p.stats.deduplicated, 0);
+    }
+
+    #[test]
+    fn failures_are_judged_as_the_server_judges() {
+        let f = |role, status| failed(&rec(role, "x", C, S, status));
+        assert!(!f(Role::Server, 404));
+        assert!(!f(Role::Client, 404), "a client's 4xx is not a failed call");
+        assert!(f(Role::Server, 500));
+        assert!(f(Role::Client, 503));
+    }
+
+    #[test]
+    fn a_full_queue_settles_early_and_counts_it() {
+        let (mut p, mut peers) = (Pending::default(), Peers::default());
+        let r = rec(Role::Server, "web", C, S, 200);
+        let mut early = Vec::new();
+        for _ in 0..MAX_PENDING + 1 {
+            early.extend(feed(&mut p, &mut peers, std::slice::from_ref(&r)));
+        }
+        assert_eq!(early.len(), MAX_PENDING);
+        assert_eq!(p.stats.settled_early, MAX_PENDING as u64);
+        assert_eq!(p.len(), 1);
+    }
+}
