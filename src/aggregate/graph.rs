@@ -178,11 +178,11 @@ impl Pending {
         for w in waiting {
             let edge = if w.server_side {
                 EdgeKey {
-                    client: peers.name_client(&w.client),
+                    client: peers.name_client(&w.client, &w.server),
                     server: w.service.clone(),
                     protocol: w.protocol,
                 }
-            } else if peers.server_at(&w.server).is_some() {
+            } else if peers.server_at(&w.server, &w.client).is_some() {
                 // The server is observed: its own record counts this exchange.
                 self.stats.deduplicated += 1;
                 continue;

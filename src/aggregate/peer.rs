@@ -12,6 +12,13 @@
 //! Kubernetes identity (#5) extends this: a record whose peer is a known pod or service is
 //! named by it before any of the above.
 //!
+//! A socket bound to the wildcard address and never connected (a UDP client or server using
+//! sendto/recvfrom) shows `0.0.0.0` or `::` as its own address, while its peer sees the
+//! concrete one. Such an endpoint also answers for the same port on a local address: the
+//! peer's address is loopback, or the same as the other end's (a host talking to its own
+//! address). A remote peer is never matched by the wildcard, so a remote client that happens
+//! to use a port a local wildcard socket holds keeps its address.
+//!
 //! Limits: endpoints are matched as seen on this host, so a client connecting through an
 //! address translation (a Kubernetes Service's virtual IP, a NAT) does not match the server's
 //! own endpoint and names the translated address; two network namespaces using the same
@@ -120,35 +127,36 @@ impl Peers {
         );
     }
 
-    /// The observed service answering on `server`, if any.
-    pub fn server_at(&self, server: &Addr) -> Option<&str> {
-        self.servers.get(server).map(|k| k.service.as_str())
+    /// The observed service answering on `server` (reached from `client`), if any.
+    pub fn server_at(&self, server: &Addr, client: &Addr) -> Option<&str> {
+        find(&self.servers, server, client)
     }
 
-    /// The observed service connecting from `client`, if any.
-    pub fn client_at(&self, client: &Addr) -> Option<&str> {
-        self.clients.get(client).map(|k| k.service.as_str())
+    /// The observed service connecting from `client` (to `server`), if any.
+    pub fn client_at(&self, client: &Addr, server: &Addr) -> Option<&str> {
+        find(&self.clients, client, server)
     }
 
     /// The name of the far end of `r`: the observed service behind its endpoint, else its
     /// address (`ip:port` for a server, `ip` for a client).
     pub fn peer_of(&self, r: &Record) -> String {
+        let (client, server) = (Addr::from(&r.client), Addr::from(&r.server));
         if is_server_side(r) {
-            self.name_client(&Addr::from(&r.client))
+            self.name_client(&client, &server)
         } else {
-            self.name_server(&Addr::from(&r.server))
+            self.name_server(&server, &client)
         }
     }
 
     /// A client's name: its observed service, else its address alone.
-    pub fn name_client(&self, client: &Addr) -> String {
-        self.client_at(client)
+    pub fn name_client(&self, client: &Addr, server: &Addr) -> String {
+        self.client_at(client, server)
             .map_or_else(|| client.ip.clone(), str::to_string)
     }
 
     /// A server's name: its observed service, else `ip:port`.
-    pub fn name_server(&self, server: &Addr) -> String {
-        self.server_at(server)
+    pub fn name_server(&self, server: &Addr, client: &Addr) -> String {
+        self.server_at(server, client)
             .map_or_else(|| server.host_port(), str::to_string)
     }
 
@@ -170,6 +178,30 @@ impl Peers {
     pub fn len(&self) -> (usize, usize) {
         (self.servers.len(), self.clients.len())
     }
+}
+
+/// `at` in `table`, else, when `at` is on this host as seen from `other` (loopback, or the
+/// same address), a wildcard-bound endpoint of the same port.
+fn find<'a>(table: &'a HashMap<Addr, Known>, at: &Addr, other: &Addr) -> Option<&'a str> {
+    if let Some(k) = table.get(at) {
+        return Some(&k.service);
+    }
+    let local = at.ip == other.ip
+        || at
+            .ip
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if !local {
+        return None;
+    }
+    ["0.0.0.0", "::"].into_iter().find_map(|any| {
+        table
+            .get(&Addr {
+                ip: any.to_string(),
+                port: at.port,
+            })
+            .map(|k| k.service.as_str())
+    })
 }
 
 #[cfg(test)]
@@ -234,6 +266,27 @@ mod tests {
     }
 
     #[test]
+    fn a_wildcard_bound_endpoint_answers_for_local_peers_only() {
+        let mut p = Peers::default();
+        // An unconnected UDP client: its own record shows the wildcard address.
+        p.learn(
+            &rec(Role::Client, "resolver", "0.0.0.0:40000", "127.0.0.1:53"),
+            "resolver",
+            0,
+        );
+        let local = rec(Role::Server, "dns", "127.0.0.1:40000", "127.0.0.1:53");
+        assert_eq!(p.peer_of(&local), "resolver");
+        let same_host = rec(Role::Server, "dns", "10.0.0.5:40000", "10.0.0.5:53");
+        assert_eq!(p.peer_of(&same_host), "resolver");
+        let remote = rec(Role::Server, "dns", "10.9.9.9:40000", "10.0.0.5:53");
+        assert_eq!(
+            p.peer_of(&remote),
+            "10.9.9.9",
+            "a remote client is not the wildcard"
+        );
+    }
+
+    #[test]
     fn endpoints_expire_and_the_tables_are_bounded() {
         let mut p = Peers::with_capacity(1);
         let a = rec(Role::Server, "a", "127.0.0.1:40000", "127.0.0.1:80");
@@ -241,7 +294,10 @@ mod tests {
         p.learn(&a, "a", 0);
         p.learn(&b, "b", 0);
         assert_eq!(p.refused(), 1);
-        assert_eq!(p.server_at(&Addr::from(&b.server)), None);
+        assert_eq!(
+            p.server_at(&Addr::from(&b.server), &Addr::from(&b.client)),
+            None
+        );
         p.expire(1, 2);
         assert_eq!(p.len(), (1, 0), "seen one period ago, kept for two");
         p.expire(2, 2);
