@@ -19,7 +19,11 @@ import json
 import os
 
 DS = {"type": "prometheus", "uid": "${datasource}"}
-OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "dashboards")
+# WIRELENS_DASHBOARDS_OUT: write elsewhere (tests/grafana_dashboards.rs compares the result with
+# the committed files).
+OUT = os.environ.get("WIRELENS_DASHBOARDS_OUT") or os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "dashboards"
+)
 
 
 class Dash:

@@ -96,6 +96,11 @@ pub fn labels(service: &str, key: &SeriesKey) -> String {
             status_code,
         } => {
             l.add("http_request_method", method);
+            // Required on http.server.request.duration; TLS connections are left alone, so
+            // what is observed is always plaintext HTTP.
+            if !key.family.is_client() {
+                l.add("url_scheme", "http");
+            }
             // A client does not know the server's routes: the semantic conventions call the
             // template of the path it asked for `url.template`.
             let route_label = if key.family.is_client() {
