@@ -145,9 +145,12 @@ fn root_prometheus_evaluates_every_dashboard_query_on_a_known_workload() {
     for phase in 1..=2u32 {
         sent.push(driver.phase());
         let n = 9.0 * phase as f64;
+        // The request never answered is the phase's last exchange: once its edge is there,
+        // every exchange of the phase is.
         wait_for("the phase's HTTP requests and edges", metrics_port, |t| {
             sum_in(t, nginx_count, &["service_name=\"nginx\""]) == n
                 && sum_in(t, graph, &["client=\"python3\"", "server=\"nginx\""]) == n
+                && sum_in(t, graph, &["client=\"python3\"", "server=\"python3\""]) == phase as f64
         });
         // Prometheus scrapes what the agent holds now, twice.
         std::thread::sleep(Duration::from_millis(2500));
