@@ -4,7 +4,8 @@
 //! Grafana dashboard in deploy/grafana/dashboards, with the dashboard's variables set to all
 //! the values their own queries return, must return data through Prometheus's HTTP API; and
 //! the counts Prometheus holds must be exactly what the clients sent, the service graph
-//! counting each exchange once although both of its ends are observed.
+//! counting each exchange once although both of its ends are observed, and naming a client
+//! it does not observe (this test) by its address.
 //! Root only (CI is root); WIRELENS_SKIP_ROOT_TESTS=1 skips it.
 
 mod common;
@@ -144,12 +145,17 @@ fn root_prometheus_evaluates_every_dashboard_query_on_a_known_workload() {
     let mut sent = Vec::new();
     for phase in 1..=2u32 {
         sent.push(driver.phase());
-        let n = 9.0 * phase as f64;
+        // And from this test, a client the agent does not observe: 2 more per phase.
+        let mut own = Client::connect(nginx.port);
+        assert_eq!(own.send(&[("GET", "/index.html")]), [200]);
+        assert_eq!(own.send(&[("GET", "/fail")]), [500]);
+        drop(own);
+        let n = 11.0 * phase as f64;
         // The request never answered is the phase's last exchange: once its edge is there,
         // every exchange of the phase is.
         wait_for("the phase's HTTP requests and edges", metrics_port, |t| {
             sum_in(t, nginx_count, &["service_name=\"nginx\""]) == n
-                && sum_in(t, graph, &["client=\"python3\"", "server=\"nginx\""]) == n
+                && sum_in(t, graph, &["server=\"nginx\""]) == n
                 && sum_in(t, graph, &["client=\"python3\"", "server=\"python3\""]) == phase as f64
         });
         // Prometheus scrapes what the agent holds now, twice.
@@ -248,9 +254,13 @@ fn root_prometheus_evaluates_every_dashboard_query_on_a_known_workload() {
             ("500".into(), 2.0)
         ])
     );
+    let with_own: BTreeMap<String, f64> = want
+        .iter()
+        .map(|(c, n)| (c.clone(), n + if c == "404" { 0.0 } else { 2.0 }))
+        .collect();
     assert_eq!(
-        codes, want,
-        "nginx's requests by status, as the client got them"
+        codes, with_own,
+        "nginx's requests by status, as the clients got them"
     );
     let client_codes = by_label(
         &prom,
@@ -274,6 +284,9 @@ fn root_prometheus_evaluates_every_dashboard_query_on_a_known_workload() {
     // Both ends observed, each exchange once, from nginx's side; 404 is not a failure.
     assert_eq!(edge("python3", "nginx", graph), 18.0);
     assert_eq!(edge("python3", "nginx", failed), 2.0);
+    // This test's own requests: counted by nginx alone, the client named by its address.
+    assert_eq!(edge("127.0.0.1", "nginx", graph), 4.0);
+    assert_eq!(edge("127.0.0.1", "nginx", failed), 2.0);
     assert_eq!(
         scalar(
             &prom,

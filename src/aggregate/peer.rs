@@ -9,8 +9,9 @@
 //! service of that host), the bare `ip` for a client (its port is ephemeral: keeping it would
 //! make one peer per connection).
 //!
-//! Kubernetes identity (#5) extends this: a record whose peer is a known pod or service is
-//! named by it before any of the above.
+//! Every name of a far end goes through [`Peers::name_client`] and [`Peers::name_server`]
+//! (the service graph's and [`Peers::peer_of`]'s): Kubernetes identity (#5) extends those two,
+//! naming a peer address that is a known pod or Service by it before any of the above.
 //!
 //! A socket bound to the wildcard address and never connected (a UDP client or server using
 //! sendto/recvfrom) shows `0.0.0.0` or `::` as its own address, while its peer sees the
