@@ -14,9 +14,10 @@
 //! milliseconds apart, in either order, so an exchange is not attributed at once: it waits in
 //! [`Pending`] until [`Pending::settle`] has been called twice (the live pipeline settles
 //! every second, so one to two seconds). By then the other side's record, if there is one,
-//! has been seen, which also lets a server's record name its client by service. When more
-//! than [`MAX_PENDING`] exchanges wait, the oldest are attributed early with what is known
-//! then (counted: `settled_early`).
+//! has been seen, which also lets a server's record name its client by service. Consecutive
+//! exchanges of one connection seen from one side wait as one entry (a keep-alive burst costs
+//! no allocation per exchange). When more than [`MAX_PENDING`] entries wait, the oldest are
+//! attributed early with what is known then (their exchanges counted: `settled_early`).
 //!
 //! # Failed
 //!
@@ -32,7 +33,7 @@ use super::peer::{is_server_side, Addr, Peers};
 use super::Histogram;
 use crate::output::Record;
 
-/// Exchanges waiting for attribution at most; more settle the oldest early.
+/// Entries waiting for attribution at most; more settle the oldest early.
 pub const MAX_PENDING: usize = 65_536;
 
 /// An edge of the service graph.
@@ -70,13 +71,9 @@ pub struct Edge {
 
 impl Edge {
     pub(super) fn add(&mut self, a: &Attribution, period: u64) {
-        self.requests += 1;
-        if a.failed {
-            self.failed += 1;
-        }
-        if let Some(ns) = a.latency_ns {
-            self.latency.observe(ns);
-        }
+        self.requests += a.requests;
+        self.failed += a.failed;
+        self.latency.merge(&a.latency);
         self.last_period = period;
     }
 }
@@ -90,27 +87,53 @@ pub fn failed(r: &Record) -> bool {
     }
 }
 
-/// One exchange waiting to be attributed.
+/// Exchanges of one connection, seen from one side, waiting to be attributed.
 #[derive(Clone, Debug)]
 struct Waiting {
-    /// The observed service whose record this is.
+    /// The observed service whose records these are.
     service: String,
     server_side: bool,
     client: Addr,
     server: Addr,
     protocol: &'static str,
-    failed: bool,
-    latency_ns: Option<u64>,
+    requests: u64,
+    failed: u64,
+    latency: Histogram,
 }
 
-/// An exchange attributed to an edge, owned by the service whose record counted it (the
+impl Waiting {
+    /// Whether `r`, recorded by `service`, is an exchange of this entry's connection and side.
+    fn same(&self, r: &Record, service: &str) -> bool {
+        self.server_side == is_server_side(r)
+            && self.protocol == r.protocol
+            && self.client.port == r.client.port
+            && self.server.port == r.server.port
+            && self.client.ip == r.client.ip
+            && self.server.ip == r.server.ip
+            && self.service == service
+    }
+
+    fn add(&mut self, r: &Record) {
+        self.requests += 1;
+        if failed(r) {
+            self.failed += 1;
+        }
+        if let Some(ns) = r.latency_ns {
+            self.latency.observe(ns);
+        }
+    }
+}
+
+/// Exchanges attributed to an edge, owned by the service whose records counted them (the
 /// server's, or the client's when the server is not observed).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Attribution {
     pub owner: String,
     pub edge: EdgeKey,
-    pub failed: bool,
-    pub latency_ns: Option<u64>,
+    /// Calls, of which `failed` failed; `latency` has those that got an answer.
+    pub requests: u64,
+    pub failed: u64,
+    pub latency: Histogram,
 }
 
 /// Counters of the service graph itself.
@@ -135,6 +158,10 @@ impl Pending {
     /// Queues the exchange of `r`, recorded by `service`. When the queue is full, the older
     /// generation is attributed now and returned.
     pub fn push(&mut self, r: &Record, service: &str, peers: &Peers) -> Vec<Attribution> {
+        if let Some(w) = self.young.last_mut().filter(|w| w.same(r, service)) {
+            w.add(r);
+            return Vec::new();
+        }
         let mut early = Vec::new();
         if self.young.len() + self.old.len() >= MAX_PENDING {
             let old = if self.old.is_empty() {
@@ -142,18 +169,21 @@ impl Pending {
             } else {
                 mem::take(&mut self.old)
             };
-            self.stats.settled_early += old.len() as u64;
+            self.stats.settled_early += old.iter().map(|w| w.requests).sum::<u64>();
             early = self.attribute(old, peers);
         }
-        self.young.push(Waiting {
+        let mut w = Waiting {
             service: service.to_string(),
             server_side: is_server_side(r),
             client: Addr::from(&r.client),
             server: Addr::from(&r.server),
             protocol: r.protocol,
-            failed: failed(r),
-            latency_ns: r.latency_ns,
-        });
+            requests: 0,
+            failed: 0,
+            latency: Histogram::default(),
+        };
+        w.add(r);
+        self.young.push(w);
         early
     }
 
@@ -166,7 +196,11 @@ impl Pending {
 
     /// Exchanges waiting now.
     pub fn len(&self) -> usize {
-        self.young.len() + self.old.len()
+        self.young
+            .iter()
+            .chain(&self.old)
+            .map(|w| w.requests as usize)
+            .sum()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -183,8 +217,8 @@ impl Pending {
                     protocol: w.protocol,
                 }
             } else if peers.server_at(&w.server, &w.client).is_some() {
-                // The server is observed: its own record counts this exchange.
-                self.stats.deduplicated += 1;
+                // The server is observed: its own records count these exchanges.
+                self.stats.deduplicated += w.requests;
                 continue;
             } else {
                 EdgeKey {
@@ -196,8 +230,9 @@ impl Pending {
             out.push(Attribution {
                 owner: w.service,
                 edge,
+                requests: w.requests,
                 failed: w.failed,
-                latency_ns: w.latency_ns,
+                latency: w.latency,
             });
         }
         out
@@ -281,7 +316,8 @@ mod tests {
             assert_eq!(got.len(), 1, "client_first={client_first}");
             assert_eq!(got[0].owner, "web");
             assert_eq!(got[0].edge, edge("app", "web"));
-            assert_eq!(got[0].latency_ns, Some(2_000_000));
+            assert_eq!((got[0].requests, got[0].failed), (1, 0));
+            assert_eq!(got[0].latency.sum_ns(), 2_000_000);
             assert_eq!(p.stats.deduplicated, 1);
             assert!(p.is_empty());
         }
@@ -326,11 +362,30 @@ mod tests {
     }
 
     #[test]
+    fn a_connection_burst_waits_as_one_entry() {
+        let (mut p, mut peers) = (Pending::default(), Peers::default());
+        let ok = rec(Role::Server, "web", C, S, 200);
+        let bad = rec(Role::Server, "web", C, S, 503);
+        feed(&mut p, &mut peers, &[ok.clone(), bad, ok]);
+        assert_eq!(p.young.len(), 1);
+        assert_eq!(p.len(), 3);
+        p.settle(&peers);
+        let got = p.settle(&peers);
+        assert_eq!(got.len(), 1);
+        assert_eq!((got[0].requests, got[0].failed), (3, 1));
+        assert_eq!(got[0].latency.count(), 3);
+    }
+
+    #[test]
     fn a_full_queue_settles_early_and_counts_it() {
         let (mut p, mut peers) = (Pending::default(), Peers::default());
-        let r = rec(Role::Server, "web", C, S, 200);
         let mut early = Vec::new();
-        for _ in 0..MAX_PENDING + 1 {
+        // Each exchange on a connection of its own: one entry each.
+        for i in 0..=MAX_PENDING {
+            let client = format!("127.0.0.1:{}", 1024 + i % 60_000);
+            let host = format!("10.0.{}.1", i / 60_000);
+            let client = client.replace("127.0.0.1", &host);
+            let r = rec(Role::Server, "web", &client, S, 200);
             early.extend(feed(&mut p, &mut peers, std::slice::from_ref(&r)));
         }
         assert_eq!(early.len(), MAX_PENDING);

@@ -152,3 +152,38 @@ impl Metrics {
         prometheus::render(&self.aggregator(), &health, &failures)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn export_failures_are_counted_per_exporter_from_zero() {
+        let m = Metrics::new(AggregationSettings::default());
+        let line = |m: &Metrics, e: &str| {
+            m.render_prometheus()
+                .lines()
+                .find(|l| {
+                    l.starts_with(&format!(
+                        "wirelens_export_failures_total{{exporter=\"{e}\"}}"
+                    ))
+                })
+                .map(str::to_string)
+        };
+        assert_eq!(
+            line(&m, "prometheus").as_deref(),
+            Some("wirelens_export_failures_total{exporter=\"prometheus\"} 0")
+        );
+        m.register_exporter("otlp");
+        m.register_exporter("otlp");
+        assert_eq!(m.export_failures(), [("prometheus", 0), ("otlp", 0)]);
+        m.count_export_failure("otlp");
+        m.count_export_failure("otlp");
+        m.count_export_failure("prometheus");
+        assert_eq!(
+            line(&m, "otlp").as_deref(),
+            Some("wirelens_export_failures_total{exporter=\"otlp\"} 2")
+        );
+        assert_eq!(m.export_failures(), [("prometheus", 1), ("otlp", 2)]);
+    }
+}
