@@ -424,14 +424,6 @@ impl Prometheus {
             })
             .unwrap_or_default()
     }
-
-    /// Seconds since the last scrape of the target, as Prometheus records it (`up`).
-    pub fn scrapes_of(&self, time: f64) -> usize {
-        self.query("count_over_time(up[1h])", time)
-            .first()
-            .and_then(|s| s["value"][1].as_str().and_then(|v| v.parse::<f64>().ok()))
-            .unwrap_or(0.0) as usize
-    }
 }
 
 /// One query target of one panel of one dashboard.
