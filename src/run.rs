@@ -124,6 +124,8 @@ pub async fn run(
     let _ = exec_fwd.join();
     let _ = control.join();
     write_all(&mut writer, &mut records, &metrics)?;
+    // Every exchange on its service graph edge, for whatever reads the aggregate last.
+    metrics.aggregator().settle_all();
     writer.flush().context("flushing the output")?;
     let stats = conntrack.stats();
     metrics.set_health(Health::from_pipeline(&counters, &stats, conntrack.len()));

@@ -107,6 +107,11 @@ impl Peers {
         } else {
             (&mut self.clients, &r.client)
         };
+        if local.port == 0 {
+            // Not bound yet when the capture read it (an unconnected UDP socket before its
+            // first send): names nothing.
+            return;
+        }
         let addr = Addr::from(local);
         if let Some(k) = table.get_mut(&addr) {
             if k.service != service {
@@ -285,6 +290,13 @@ mod tests {
             "10.9.9.9",
             "a remote client is not the wildcard"
         );
+        // An endpoint read before it was bound is not remembered.
+        p.learn(
+            &rec(Role::Client, "early", "0.0.0.0:0", "127.0.0.1:53"),
+            "early",
+            0,
+        );
+        assert_eq!(p.len(), (0, 1));
     }
 
     #[test]
