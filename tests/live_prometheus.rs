@@ -282,7 +282,12 @@ fn root_prometheus_evaluates_every_dashboard_query_on_a_known_workload() {
     };
     let failed = "wirelens_service_graph_requests_failed_total";
     // Both ends observed, each exchange once, from nginx's side; 404 is not a failure.
-    assert_eq!(edge("python3", "nginx", graph), 18.0);
+    let edges: Vec<String> = prom
+        .query(graph, t)
+        .iter()
+        .map(|s| format!("{} {}", s["metric"], s["value"][1]))
+        .collect();
+    assert_eq!(edge("python3", "nginx", graph), 18.0, "{edges:#?}");
     assert_eq!(edge("python3", "nginx", failed), 2.0);
     // This test's own requests: counted by nginx alone, the client named by its address.
     assert_eq!(edge("127.0.0.1", "nginx", graph), 4.0);

@@ -12,12 +12,14 @@
 //! Whether the server is observed is known from its records ([`Peers`]): an endpoint where an
 //! observed process answered. The two records of one exchange reach the aggregator a few
 //! milliseconds apart, in either order, so an exchange is not attributed at once: it waits in
-//! [`Pending`] until [`Pending::settle`] has been called twice (the live pipeline settles
-//! every second, so one to two seconds). By then the other side's record, if there is one,
-//! has been seen, which also lets a server's record name its client by service. Consecutive
-//! exchanges of one connection seen from one side wait as one entry (a keep-alive burst costs
-//! no allocation per exchange). When more than [`MAX_PENDING`] entries wait, the oldest are
-//! attributed early with what is known then (their exchanges counted: `settled_early`).
+//! [`Pending`] for [`GRACE`] (one second, measured when records reach the aggregator, so a
+//! pipeline running late delays both sides alike), and [`Pending::settle`] (every second in
+//! the live pipeline) attributes what has waited that long. By then the other side's record,
+//! if there is one, has been seen, which also lets a server's record name its client by
+//! service. Consecutive exchanges of one connection seen from one side within [`MERGE`] wait as
+//! one entry (a keep-alive burst costs no allocation per exchange). When more than
+//! [`MAX_PENDING`] entries wait, the oldest is attributed early with what is known then (its
+//! exchanges counted: `settled_early`).
 //!
 //! # Failed
 //!
@@ -25,7 +27,8 @@
 //! the server judges its own answers (4xx is the caller's error), so an edge's failures do not
 //! depend on which side was observed.
 
-use std::mem;
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
 
 use wirelens_protocols::{Response, Status};
 
@@ -35,6 +38,12 @@ use crate::output::Record;
 
 /// Entries waiting for attribution at most; more settle the oldest early.
 pub const MAX_PENDING: usize = 65_536;
+
+/// How long an exchange waits for the other side's record before it is attributed.
+pub const GRACE: Duration = Duration::from_secs(1);
+
+/// Exchanges of one connection and side join the entry that opened less than this ago.
+pub const MERGE: Duration = Duration::from_millis(100);
 
 /// An edge of the service graph.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -99,6 +108,9 @@ struct Waiting {
     requests: u64,
     failed: u64,
     latency: Histogram,
+    /// When the entry opened, and when its last exchange joined.
+    opened: Instant,
+    updated: Instant,
 }
 
 impl Waiting {
@@ -145,32 +157,38 @@ pub struct GraphStats {
     pub settled_early: u64,
 }
 
-/// Exchanges waiting for attribution, in two generations: those seen since the last settle,
-/// and those seen before it.
+/// Exchanges waiting for attribution, oldest first.
 #[derive(Debug, Default)]
 pub struct Pending {
-    young: Vec<Waiting>,
-    old: Vec<Waiting>,
+    queue: VecDeque<Waiting>,
     pub stats: GraphStats,
 }
 
 impl Pending {
-    /// Queues the exchange of `r`, recorded by `service`. When the queue is full, the older
-    /// generation is attributed now and returned.
-    pub fn push(&mut self, r: &Record, service: &str, peers: &Peers) -> Vec<Attribution> {
-        if let Some(w) = self.young.last_mut().filter(|w| w.same(r, service)) {
+    /// Queues the exchange of `r`, recorded by `service`, reaching the aggregator at `now`.
+    /// When the queue is full, the oldest entry is attributed now and returned.
+    pub fn push(
+        &mut self,
+        r: &Record,
+        service: &str,
+        peers: &Peers,
+        now: Instant,
+    ) -> Vec<Attribution> {
+        if let Some(w) = self
+            .queue
+            .back_mut()
+            .filter(|w| now.saturating_duration_since(w.opened) < MERGE && w.same(r, service))
+        {
             w.add(r);
+            w.updated = now;
             return Vec::new();
         }
         let mut early = Vec::new();
-        if self.young.len() + self.old.len() >= MAX_PENDING {
-            let old = if self.old.is_empty() {
-                mem::take(&mut self.young)
-            } else {
-                mem::take(&mut self.old)
-            };
-            self.stats.settled_early += old.iter().map(|w| w.requests).sum::<u64>();
-            early = self.attribute(old, peers);
+        if self.queue.len() >= MAX_PENDING {
+            if let Some(w) = self.queue.pop_front() {
+                self.stats.settled_early += w.requests;
+                early = self.attribute(std::iter::once(w), peers);
+            }
         }
         let mut w = Waiting {
             service: service.to_string(),
@@ -181,34 +199,46 @@ impl Pending {
             requests: 0,
             failed: 0,
             latency: Histogram::default(),
+            opened: now,
+            updated: now,
         };
         w.add(r);
-        self.young.push(w);
+        self.queue.push_back(w);
         early
     }
 
-    /// Attributes the exchanges that have waited through one settle already, and starts the
-    /// wait of the others.
-    pub fn settle(&mut self, peers: &Peers) -> Vec<Attribution> {
-        let old = mem::replace(&mut self.old, mem::take(&mut self.young));
-        self.attribute(old, peers)
+    /// Attributes the entries whose last exchange has waited [`GRACE`] at `now`.
+    pub fn settle(&mut self, peers: &Peers, now: Instant) -> Vec<Attribution> {
+        let ready = self
+            .queue
+            .iter()
+            .take_while(|w| now.saturating_duration_since(w.updated) >= GRACE)
+            .count();
+        let done: Vec<Waiting> = self.queue.drain(..ready).collect();
+        self.attribute(done, peers)
+    }
+
+    /// Attributes every entry now (at exit).
+    pub fn settle_all(&mut self, peers: &Peers) -> Vec<Attribution> {
+        let done: Vec<Waiting> = self.queue.drain(..).collect();
+        self.attribute(done, peers)
     }
 
     /// Exchanges waiting now.
     pub fn len(&self) -> usize {
-        self.young
-            .iter()
-            .chain(&self.old)
-            .map(|w| w.requests as usize)
-            .sum()
+        self.queue.iter().map(|w| w.requests as usize).sum()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.queue.is_empty()
     }
 
-    fn attribute(&mut self, waiting: Vec<Waiting>, peers: &Peers) -> Vec<Attribution> {
-        let mut out = Vec::with_capacity(waiting.len());
+    fn attribute(
+        &mut self,
+        waiting: impl IntoIterator<Item = Waiting>,
+        peers: &Peers,
+    ) -> Vec<Attribution> {
+        let mut out = Vec::new();
         for w in waiting {
             let edge = if w.server_side {
                 EdgeKey {
@@ -280,15 +310,28 @@ mod tests {
     const C: &str = "127.0.0.1:40000";
     const S: &str = "127.0.0.1:8080";
 
-    /// Feeds records the way the aggregator does: learn, then queue.
-    fn feed(p: &mut Pending, peers: &mut Peers, records: &[Record]) -> Vec<Attribution> {
+    /// Feeds records the way the aggregator does, all at `t`: learn, then queue.
+    fn feed_at(
+        p: &mut Pending,
+        peers: &mut Peers,
+        records: &[Record],
+        t: Instant,
+    ) -> Vec<Attribution> {
         let mut out = Vec::new();
         for r in records {
             let service = r.process.as_ref().unwrap().comm.clone();
             peers.learn(r, &service, 0);
-            out.extend(p.push(r, &service, peers));
+            out.extend(p.push(r, &service, peers, t));
         }
         out
+    }
+
+    fn feed(p: &mut Pending, peers: &mut Peers, records: &[Record]) -> Vec<Attribution> {
+        feed_at(p, peers, records, Instant::now())
+    }
+
+    fn later() -> Instant {
+        Instant::now() + GRACE
     }
 
     fn edge(client: &str, server: &str) -> EdgeKey {
@@ -310,9 +353,11 @@ mod tests {
             } else {
                 [server, client]
             };
-            assert!(feed(&mut p, &mut peers, &recs).is_empty());
-            assert!(p.settle(&peers).is_empty(), "waits through one settle");
-            let got = p.settle(&peers);
+            let t0 = Instant::now();
+            assert!(feed_at(&mut p, &mut peers, &recs, t0).is_empty());
+            assert!(p.settle(&peers, t0).is_empty(), "waits");
+            assert!(p.settle(&peers, t0 + GRACE / 2).is_empty(), "waits");
+            let got = p.settle(&peers, t0 + GRACE);
             assert_eq!(got.len(), 1, "client_first={client_first}");
             assert_eq!(got[0].owner, "web");
             assert_eq!(got[0].edge, edge("app", "web"));
@@ -335,9 +380,8 @@ mod tests {
                 rec(Role::Server, "web", "10.1.1.1:50000", S, 200),
             ],
         );
-        p.settle(&peers);
         let mut got: Vec<_> = p
-            .settle(&peers)
+            .settle(&peers, later())
             .into_iter()
             .map(|a| (a.owner, a.edge))
             .collect();
@@ -367,13 +411,30 @@ mod tests {
         let ok = rec(Role::Server, "web", C, S, 200);
         let bad = rec(Role::Server, "web", C, S, 503);
         feed(&mut p, &mut peers, &[ok.clone(), bad, ok]);
-        assert_eq!(p.young.len(), 1);
+        assert_eq!(p.queue.len(), 1);
         assert_eq!(p.len(), 3);
-        p.settle(&peers);
-        let got = p.settle(&peers);
+        let got = p.settle(&peers, later());
         assert_eq!(got.len(), 1);
         assert_eq!((got[0].requests, got[0].failed), (3, 1));
         assert_eq!(got[0].latency.count(), 3);
+    }
+
+    #[test]
+    fn a_steady_stream_on_one_connection_still_settles() {
+        let (mut p, mut peers) = (Pending::default(), Peers::default());
+        let r = rec(Role::Server, "web", C, S, 200);
+        let t0 = Instant::now();
+        // One exchange every 10 ms for 3 s: entries of at most MERGE each, the first ones
+        // attributed while the stream goes on.
+        let mut got = 0;
+        for i in 0..300u32 {
+            let t = t0 + Duration::from_millis(10 * u64::from(i));
+            feed_at(&mut p, &mut peers, std::slice::from_ref(&r), t);
+            got += p.settle(&peers, t).iter().map(|a| a.requests).sum::<u64>();
+        }
+        assert!(got >= 150, "{got} attributed during the stream");
+        got += p.settle_all(&peers).iter().map(|a| a.requests).sum::<u64>();
+        assert_eq!(got, 300);
     }
 
     #[test]
@@ -388,8 +449,10 @@ mod tests {
             let r = rec(Role::Server, "web", &client, S, 200);
             early.extend(feed(&mut p, &mut peers, std::slice::from_ref(&r)));
         }
-        assert_eq!(early.len(), MAX_PENDING);
-        assert_eq!(p.stats.settled_early, MAX_PENDING as u64);
-        assert_eq!(p.len(), 1);
+        // One more than the queue holds: the oldest went to its edge early.
+        assert_eq!(early.len(), 1);
+        assert_eq!(early[0].edge.client, "10.0.0.1");
+        assert_eq!(p.stats.settled_early, 1);
+        assert_eq!(p.len(), MAX_PENDING);
     }
 }

@@ -258,7 +258,8 @@ impl Aggregator {
     pub fn observe(&mut self, r: &Record) {
         let name = key::service_of(r);
         self.peers.learn(r, name, self.period);
-        for a in self.pending.push(r, name, &self.peers) {
+        let now = std::time::Instant::now();
+        for a in self.pending.push(r, name, &self.peers, now) {
             self.count_edge(a);
         }
         if !self.services.contains_key(name) {
@@ -303,18 +304,24 @@ impl Aggregator {
         service.series.entry(k).or_default().add(r, period);
     }
 
-    /// Attributes to their edges the exchanges that waited through one settle already
-    /// ([`graph`]); the live pipeline calls it every second.
+    /// Attributes to their edges the exchanges that have waited [`graph::GRACE`] for the
+    /// other side's record ([`graph`]); the live pipeline calls it every second.
     pub fn settle(&mut self) {
-        for a in self.pending.settle(&self.peers) {
+        self.settle_at(std::time::Instant::now());
+    }
+
+    /// [`Aggregator::settle`] as if it were `now` (tests).
+    pub fn settle_at(&mut self, now: std::time::Instant) {
+        for a in self.pending.settle(&self.peers, now) {
             self.count_edge(a);
         }
     }
 
     /// Settles every exchange waiting (at exit, or in tests).
     pub fn settle_all(&mut self) {
-        self.settle();
-        self.settle();
+        for a in self.pending.settle_all(&self.peers) {
+            self.count_edge(a);
+        }
     }
 
     fn count_edge(&mut self, a: graph::Attribution) {
