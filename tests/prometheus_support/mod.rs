@@ -84,8 +84,19 @@ impl NginxWithErrors {
 
 impl Drop for NginxWithErrors {
     fn drop(&mut self) {
+        // Fast shutdown through the master: it stops its workers, waits for them and exits.
+        // (Killing a worker first makes the master start another, orphaned when the master
+        // is killed.) Workers still there after 5 s are killed.
+        self.master.signal(libc::SIGTERM);
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(5) {
+            if let Ok(Some(_)) = self.master.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         for w in children(self.master.pid()) {
-            // SAFETY: signalling a child of a process this test started.
+            // SAFETY: signalling a child of a process this test started, not reaped yet.
             unsafe { libc::kill(w as i32, libc::SIGKILL) };
         }
     }
