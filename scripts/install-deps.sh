@@ -8,7 +8,7 @@ want=(clang llvm libelf-dev zlib1g-dev pkg-config make)
 if [ "${1:-}" = "--test" ]; then
   want+=(nginx-light python3 curl tcpdump tshark iproute2 bpftool util-linux procps
          redis-server redis-tools mariadb-server mariadb-client libdbd-mariadb-perl
-         postgresql postgresql-contrib dnsmasq-base dnsutils)
+         postgresql postgresql-contrib dnsmasq-base dnsutils prometheus)
 fi
 
 missing=()

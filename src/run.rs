@@ -108,6 +108,7 @@ pub async fn run(
             _ = sweep.tick() => {
                 conntrack.sweep(clock_ns(libc::CLOCK_REALTIME), &mut records);
                 write_all(&mut writer, &mut records, &metrics, otlp.as_ref())?;
+                metrics.aggregator().settle();
                 let stats = conntrack.stats();
                 metrics.set_health(Health::from_pipeline(&counters, &stats, conntrack.len()));
                 if let Some(o) = &otlp {
@@ -143,6 +144,8 @@ pub async fn run(
     let _ = exec_fwd.join();
     let _ = control.join();
     write_all(&mut writer, &mut records, &metrics, otlp.as_ref())?;
+    // Every exchange on its service graph edge, for whatever reads the aggregate last.
+    metrics.aggregator().settle_all();
     writer.flush().context("flushing the output")?;
     if let Some(mut o) = otlp.take() {
         // The last spans and the metrics so far, for at most a few seconds.

@@ -48,6 +48,15 @@ impl Histogram {
         self.sum_ns += u128::from(ns);
     }
 
+    /// Adds every observation of `other`.
+    pub fn merge(&mut self, other: &Histogram) {
+        for (b, o) in self.buckets.iter_mut().zip(other.buckets) {
+            *b += o;
+        }
+        self.count += other.count;
+        self.sum_ns += other.sum_ns;
+    }
+
     /// Observations so far.
     pub fn count(&self) -> u64 {
         self.count

@@ -13,9 +13,15 @@
 //! hold `series_per_service` series, and a measurement that would need one more goes to the
 //! service's overflow series of that metric instead ([`Operation::Overflow`]) and is counted
 //! in [`AggregatorStats::dropped`]; stale series expire.
+//!
+//! The service graph ([`graph`]) is folded here too: each exchange counted once on the edge
+//! from the client's service to the server's ([`peer`] names them), its edges charged to the
+//! budget of the service whose record counted it, and expiring like series.
 
+pub mod graph;
 pub mod histogram;
 pub mod key;
+pub mod peer;
 pub mod route;
 
 use std::collections::HashMap;
@@ -23,8 +29,10 @@ use std::collections::HashMap;
 use serde::Deserialize;
 use wirelens_protocols::Status;
 
+pub use graph::{Edge, EdgeKey, GraphStats};
 pub use histogram::Histogram;
 pub use key::{DbSystem, Family, Operation, SeriesKey};
+pub use peer::Peers;
 pub use route::{RoutePatterns, RouteTree};
 
 use crate::output::Record;
@@ -167,22 +175,43 @@ pub struct AggregatorStats {
     pub expired: u64,
     /// Route tree nodes that collapsed to `{param}`.
     pub collapsed_segments: u64,
+    /// Service graph edges held now, overflow edges included (also in `series`).
+    pub edges: usize,
+    /// Exchanges waiting for their edge ([`graph::Pending`]).
+    pub edges_pending: usize,
+    /// The service graph's own counters.
+    pub graph: GraphStats,
+    /// Endpoints of observed processes not remembered because the peer table was full.
+    pub peers_refused: u64,
 }
 
-/// One observed service: its series (at most the budget, plus one overflow series per
-/// metric that overflowed) and its route trees.
+/// One observed service: its series and the service graph edges its records count (at most
+/// the budget together, plus one overflow series per metric that overflowed) and its route
+/// trees.
 #[derive(Debug, Default)]
 struct Service {
     series: HashMap<SeriesKey, Series>,
     /// How many of `series` are overflow series.
     overflow: usize,
+    edges: HashMap<EdgeKey, Edge>,
+    /// How many of `edges` are overflow edges.
+    edge_overflow: usize,
     routes: HashMap<Family, RouteTree>,
 }
 
 impl Service {
     fn own_series(&self) -> usize {
-        self.series.len() - self.overflow
+        self.series.len() - self.overflow + self.edges.len() - self.edge_overflow
     }
+}
+
+/// An edge as exporters see it.
+#[derive(Clone, Copy, Debug)]
+pub struct EdgeRef<'a> {
+    /// The service whose records count it.
+    pub owner: &'a str,
+    pub key: &'a EdgeKey,
+    pub edge: &'a Edge,
 }
 
 /// A series as exporters see it.
@@ -203,6 +232,8 @@ pub struct Aggregator {
     /// Measurements sent to an overflow series, by service; kept when the service expires so
     /// that the counter never goes down.
     dropped: HashMap<String, u64>,
+    peers: Peers,
+    pending: graph::Pending,
 }
 
 impl Aggregator {
@@ -213,6 +244,8 @@ impl Aggregator {
             period: 0,
             expired: 0,
             dropped: HashMap::new(),
+            peers: Peers::default(),
+            pending: graph::Pending::default(),
         }
     }
 
@@ -220,9 +253,15 @@ impl Aggregator {
         &self.settings
     }
 
-    /// Counts one record in its series (or its service's overflow series).
+    /// Counts one record in its series (or its service's overflow series), and queues its
+    /// exchange for the service graph ([`Aggregator::settle`]).
     pub fn observe(&mut self, r: &Record) {
         let name = key::service_of(r);
+        self.peers.learn(r, name, self.period);
+        let now = std::time::Instant::now();
+        for a in self.pending.push(r, name, &self.peers, now) {
+            self.count_edge(a);
+        }
         if !self.services.contains_key(name) {
             self.services.insert(name.to_string(), Service::default());
         }
@@ -265,26 +304,89 @@ impl Aggregator {
         service.series.entry(k).or_default().add(r, period);
     }
 
-    /// Closes the current period: series (and services) not updated during the last
-    /// `expiry_periods` periods, the one closing included, are forgotten.
+    /// Attributes to their edges the exchanges that have waited [`graph::GRACE`] for the
+    /// other side's record ([`graph`]); the live pipeline calls it every second.
+    pub fn settle(&mut self) {
+        self.settle_at(std::time::Instant::now());
+    }
+
+    /// [`Aggregator::settle`] as if it were `now` (tests).
+    pub fn settle_at(&mut self, now: std::time::Instant) {
+        for a in self.pending.settle(&self.peers, now) {
+            self.count_edge(a);
+        }
+    }
+
+    /// Settles every exchange waiting (at exit, or in tests).
+    pub fn settle_all(&mut self) {
+        for a in self.pending.settle_all(&self.peers) {
+            self.count_edge(a);
+        }
+    }
+
+    fn count_edge(&mut self, a: graph::Attribution) {
+        let period = self.period;
+        let budget = self.settings.series_per_service;
+        if !self.services.contains_key(&a.owner) {
+            self.services.insert(a.owner.clone(), Service::default());
+        }
+        let Some(service) = self.services.get_mut(&a.owner) else {
+            return;
+        };
+        if let Some(e) = service.edges.get_mut(&a.edge) {
+            e.add(&a, period);
+            return;
+        }
+        let key = if service.own_series() < budget {
+            a.edge.clone()
+        } else {
+            *self.dropped.entry(a.owner.clone()).or_default() += 1;
+            let key = if a.edge.server == a.owner {
+                EdgeKey {
+                    client: graph::OVERFLOW.into(),
+                    server: a.owner.clone(),
+                    protocol: a.edge.protocol,
+                }
+            } else {
+                EdgeKey {
+                    client: a.owner.clone(),
+                    server: graph::OVERFLOW.into(),
+                    protocol: a.edge.protocol,
+                }
+            };
+            if let Some(e) = service.edges.get_mut(&key) {
+                e.add(&a, period);
+                return;
+            }
+            service.edge_overflow += 1;
+            key
+        };
+        service.edges.entry(key).or_default().add(&a, period);
+    }
+
+    /// Closes the current period: series and edges (and services) not updated during the
+    /// last `expiry_periods` periods, the one closing included, are forgotten.
     pub fn tick(&mut self) {
         let (closed, keep) = (self.period, self.settings.expiry_periods);
         self.period += 1;
         // Periods without an update, the closing one included: 0 if it was updated in it.
-        let fresh = |s: &Series| closed - s.last_period < keep;
+        let fresh = |last: u64| closed - last < keep;
         let mut expired = 0;
         self.services.retain(|_, svc| {
-            let before = svc.series.len();
-            svc.series.retain(|_, s| fresh(s));
-            expired += (before - svc.series.len()) as u64;
+            let before = svc.series.len() + svc.edges.len();
+            svc.series.retain(|_, s| fresh(s.last_period));
+            svc.edges.retain(|_, e| fresh(e.last_period));
+            expired += (before - svc.series.len() - svc.edges.len()) as u64;
             svc.overflow = svc
                 .series
                 .keys()
                 .filter(|k| k.operation == Operation::Overflow)
                 .count();
-            !svc.series.is_empty()
+            svc.edge_overflow = svc.edges.keys().filter(|k| k.is_overflow()).count();
+            !svc.series.is_empty() || !svc.edges.is_empty()
         });
         self.expired += expired;
+        self.peers.expire(closed, keep);
     }
 
     /// Periods closed so far.
@@ -303,6 +405,27 @@ impl Aggregator {
         })
     }
 
+    /// Every service graph edge held now, overflow edges included, in no particular order.
+    pub fn edges(&self) -> impl Iterator<Item = EdgeRef<'_>> + '_ {
+        self.services.iter().flat_map(|(name, svc)| {
+            svc.edges.iter().map(move |(key, edge)| EdgeRef {
+                owner: name,
+                key,
+                edge,
+            })
+        })
+    }
+
+    /// The services holding series or edges now.
+    pub fn services(&self) -> impl Iterator<Item = &str> + '_ {
+        self.services.keys().map(String::as_str)
+    }
+
+    /// The local endpoints of observed processes, as learnt from their records.
+    pub fn peers(&self) -> &Peers {
+        &self.peers
+    }
+
     /// Measurements each service's budget sent to an overflow series, cumulative.
     pub fn dropped_by_service(&self) -> impl Iterator<Item = (&str, u64)> + '_ {
         self.dropped.iter().map(|(n, d)| (n.as_str(), *d))
@@ -312,10 +435,14 @@ impl Aggregator {
         let mut st = AggregatorStats {
             expired: self.expired,
             dropped: self.dropped.values().sum(),
+            edges_pending: self.pending.len(),
+            graph: self.pending.stats,
+            peers_refused: self.peers.refused(),
             ..AggregatorStats::default()
         };
         for svc in self.services.values() {
-            st.series += svc.series.len();
+            st.series += svc.series.len() + svc.edges.len();
+            st.edges += svc.edges.len();
             st.collapsed_segments += svc.routes.values().map(|t| t.collapsed).sum::<u64>();
         }
         st

@@ -101,7 +101,11 @@ async fn answer(mut stream: TcpStream, metrics: &Metrics) {
         Some(end) => route(&buf[..end], metrics),
         None => Reply::text(431, "request head too large\n"),
     };
-    let _ = stream.write_all(&reply.encode()).await;
+    let sent = stream.write_all(&reply.encode()).await;
+    if reply.scrape && sent.is_err() {
+        metrics.count_export_failure("prometheus");
+        tracing::debug!("metrics endpoint: a scrape answer could not be sent");
+    }
     let _ = stream.shutdown().await;
 }
 
@@ -115,6 +119,8 @@ struct Reply {
     body: String,
     head_only: bool,
     allow: bool,
+    /// An answer to `/metrics`: failing to send it is an export failure.
+    scrape: bool,
 }
 
 impl Reply {
@@ -125,6 +131,7 @@ impl Reply {
             body: body.to_string(),
             head_only: false,
             allow: false,
+            scrape: false,
         }
     }
 
@@ -183,6 +190,7 @@ fn route(head: &[u8], metrics: &Metrics) -> Reply {
     let mut reply = match path {
         "/metrics" => Reply {
             content_type: prometheus::CONTENT_TYPE,
+            scrape: true,
             ..Reply::text(200, &metrics.render_prometheus())
         },
         "/healthz" => Reply::text(200, "ok\n"),

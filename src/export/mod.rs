@@ -78,6 +78,8 @@ pub struct Metrics {
     /// The OTLP exporter's counters, when it runs.
     otlp: Mutex<Option<otlp::OtlpHealth>>,
     ready: AtomicBool,
+    /// Exports that failed, by exporter (`wirelens_export_failures_total{exporter}`).
+    export_failures: Mutex<Vec<(&'static str, u64)>>,
 }
 
 impl Metrics {
@@ -87,7 +89,40 @@ impl Metrics {
             health: Mutex::new(Health::default()),
             otlp: Mutex::new(None),
             ready: AtomicBool::new(false),
+            export_failures: Mutex::new(vec![("prometheus", 0)]),
         }
+    }
+
+    /// Makes `exporter`'s failure counter exist (at 0) before its first failure.
+    pub fn register_exporter(&self, exporter: &'static str) {
+        let mut f = self
+            .export_failures
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if !f.iter().any(|(e, _)| *e == exporter) {
+            f.push((exporter, 0));
+        }
+    }
+
+    /// Counts one failed export of `exporter` (a scrape answer that could not be sent, a
+    /// batch a collector refused...).
+    pub fn count_export_failure(&self, exporter: &'static str) {
+        let mut f = self
+            .export_failures
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match f.iter_mut().find(|(e, _)| *e == exporter) {
+            Some((_, n)) => *n += 1,
+            None => f.push((exporter, 1)),
+        }
+    }
+
+    /// Failed exports so far, by exporter.
+    pub fn export_failures(&self) -> Vec<(&'static str, u64)> {
+        self.export_failures
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// The aggregator, locked. A panic elsewhere while it was held leaves counts that are
@@ -122,10 +157,61 @@ impl Metrics {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
-        let mut text = prometheus::render(&self.aggregator(), &health);
-        if let Some(o) = &*self.otlp.lock().unwrap_or_else(PoisonError::into_inner) {
+        let mut failures = self.export_failures();
+        let otlp = self
+            .otlp
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if let Some(o) = &otlp {
+            // The OTLP exporter's failed export calls, both signals, under the common name.
+            let failed = o
+                .exports
+                .iter()
+                .filter(|(_, result, _)| *result == "failed")
+                .map(|(_, _, n)| n)
+                .sum();
+            failures.push(("otlp", failed));
+        }
+        let mut text = prometheus::render(&self.aggregator(), &health, &failures);
+        if let Some(o) = &otlp {
             otlp::render_health(o, &mut text);
         }
         text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn export_failures_are_counted_per_exporter_from_zero() {
+        let m = Metrics::new(AggregationSettings::default());
+        let line = |m: &Metrics, e: &str| {
+            m.render_prometheus()
+                .lines()
+                .find(|l| {
+                    l.starts_with(&format!(
+                        "wirelens_export_failures_total{{exporter=\"{e}\"}}"
+                    ))
+                })
+                .map(str::to_string)
+        };
+        assert_eq!(
+            line(&m, "prometheus").as_deref(),
+            Some("wirelens_export_failures_total{exporter=\"prometheus\"} 0")
+        );
+        m.register_exporter("otlp");
+        m.register_exporter("otlp");
+        assert_eq!(m.export_failures(), [("prometheus", 0), ("otlp", 0)]);
+        m.count_export_failure("otlp");
+        m.count_export_failure("otlp");
+        m.count_export_failure("prometheus");
+        assert_eq!(
+            line(&m, "otlp").as_deref(),
+            Some("wirelens_export_failures_total{exporter=\"otlp\"} 2")
+        );
+        assert_eq!(m.export_failures(), [("prometheus", 1), ("otlp", 2)]);
     }
 }

@@ -13,7 +13,7 @@
 use std::fmt::Write;
 
 use crate::aggregate::histogram::LE;
-use crate::aggregate::{Aggregator, Family, Operation, SeriesKey, SeriesRef};
+use crate::aggregate::{Aggregator, EdgeRef, Family, Histogram, Operation, SeriesKey, SeriesRef};
 
 use super::Health;
 
@@ -96,6 +96,11 @@ pub fn labels(service: &str, key: &SeriesKey) -> String {
             status_code,
         } => {
             l.add("http_request_method", method);
+            // Required on http.server.request.duration; TLS connections are left alone, so
+            // what is observed is always plaintext HTTP.
+            if !key.family.is_client() {
+                l.add("url_scheme", "http");
+            }
             // A client does not know the server's routes: the semantic conventions call the
             // template of the path it asked for `url.template`.
             let route_label = if key.family.is_client() {
@@ -167,10 +172,26 @@ fn header(out: &mut String, name: &str, kind: &str, help: &str) {
 }
 
 /// Renders every series and the health counters.
-pub fn render(agg: &Aggregator, health: &Health) -> String {
+/// `export_failures`: failed exports by exporter (`wirelens_export_failures_total`).
+pub fn render(
+    agg: &Aggregator,
+    health: &Health,
+    export_failures: &[(&'static str, u64)],
+) -> String {
     let mut out = String::with_capacity(64 * 1024);
     render_series(agg, &mut out);
+    render_graph(agg, &mut out);
     render_health(agg, health, &mut out);
+    let name = "wirelens_export_failures_total";
+    header(
+        &mut out,
+        name,
+        "counter",
+        "Exports that failed, by exporter (prometheus: a scrape answer that could not be sent).",
+    );
+    for (exporter, n) in export_failures {
+        let _ = writeln!(out, "{name}{{exporter=\"{exporter}\"}} {n}");
+    }
     out
 }
 
@@ -190,18 +211,7 @@ fn render_series(agg: &Aggregator, out: &mut String) {
             header(out, name, "histogram", metric_of(s.key.family).1);
             current = name;
         }
-        let h = &s.series.latency;
-        // `le` goes last, inside the same braces.
-        let open = if labels.is_empty() {
-            "{".to_string()
-        } else {
-            format!("{},", &labels[..labels.len() - 1])
-        };
-        for (le, n) in LE.iter().zip(h.cumulative()) {
-            let _ = writeln!(out, "{name}_bucket{open}le=\"{le}\"}} {n}");
-        }
-        let _ = writeln!(out, "{name}_sum{labels} {}", h.sum_seconds());
-        let _ = writeln!(out, "{name}_count{labels} {}", h.count());
+        write_histogram(out, name, labels, &s.series.latency);
     }
     let unanswered = "wirelens_requests_unanswered_total";
     header(
@@ -222,6 +232,74 @@ fn render_series(agg: &Aggregator, out: &mut String) {
             &labels[1..],
             s.series.unanswered
         );
+    }
+}
+
+/// `_bucket{le}` (cumulative, `le` last), `_sum` and `_count` of one histogram series.
+fn write_histogram(out: &mut String, name: &str, labels: &str, h: &Histogram) {
+    let open = if labels.is_empty() {
+        "{".to_string()
+    } else {
+        format!("{},", &labels[..labels.len() - 1])
+    };
+    for (le, n) in LE.iter().zip(h.cumulative()) {
+        let _ = writeln!(out, "{name}_bucket{open}le=\"{le}\"}} {n}");
+    }
+    let _ = writeln!(out, "{name}_sum{labels} {}", h.sum_seconds());
+    let _ = writeln!(out, "{name}_count{labels} {}", h.count());
+}
+
+/// Names of the service graph metrics: `wirelens.service_graph.requests` (counter),
+/// `wirelens.service_graph.requests.failed` (counter) and
+/// `wirelens.service_graph.request.duration` (histogram, s), converted.
+pub const GRAPH_REQUESTS: &str = "wirelens_service_graph_requests_total";
+pub const GRAPH_FAILED: &str = "wirelens_service_graph_requests_failed_total";
+pub const GRAPH_DURATION: &str = "wirelens_service_graph_request_duration_seconds";
+
+/// The label set of an edge: `client`, `server`, `protocol` (and `otel_metric_overflow` for
+/// an overflow edge).
+pub fn edge_labels(e: &EdgeRef<'_>) -> String {
+    let mut l = Labels::default();
+    l.add("client", &e.key.client);
+    l.add("server", &e.key.server);
+    l.add("protocol", e.key.protocol);
+    if e.key.is_overflow() {
+        l.add("otel_metric_overflow", "true");
+    }
+    l.finish()
+}
+
+fn render_graph(agg: &Aggregator, out: &mut String) {
+    let mut rows: Vec<(String, EdgeRef<'_>)> = agg.edges().map(|e| (edge_labels(&e), e)).collect();
+    rows.sort_by(|a, b| a.0.cmp(&b.0));
+    header(
+        out,
+        GRAPH_REQUESTS,
+        "counter",
+        "Calls from a client service to a server service, each exchange counted once: from the \
+         server's side when the server is observed, else from the client's.",
+    );
+    for (labels, e) in &rows {
+        let _ = writeln!(out, "{GRAPH_REQUESTS}{labels} {}", e.edge.requests);
+    }
+    header(
+        out,
+        GRAPH_FAILED,
+        "counter",
+        "Of those calls, the failed ones (status not ok; HTTP 4xx is not a failure).",
+    );
+    for (labels, e) in &rows {
+        let _ = writeln!(out, "{GRAPH_FAILED}{labels} {}", e.edge.failed);
+    }
+    header(
+        out,
+        GRAPH_DURATION,
+        "histogram",
+        "Duration of the calls of an edge that got an answer: the server's time when the \
+         server is observed, else the client's.",
+    );
+    for (labels, e) in &rows {
+        write_histogram(out, GRAPH_DURATION, labels, &e.edge.latency);
     }
 }
 
@@ -256,13 +334,43 @@ fn render_health(agg: &Aggregator, health: &Health, out: &mut String) {
             health.connections_tracked,
         ),
     ];
+    let st = agg.stats();
+    let graph = [
+        (
+            "wirelens_service_graph_deduplicated_total",
+            "counter",
+            "Client-side records left out of the service graph because the observed server's \
+             own record counts the exchange.",
+            st.graph.deduplicated,
+        ),
+        (
+            "wirelens_service_graph_settled_early_total",
+            "counter",
+            "Exchanges attributed to an edge before their wait was over (too many waiting): \
+             they may be counted twice or name a peer by address.",
+            st.graph.settled_early,
+        ),
+        (
+            "wirelens_service_graph_pending",
+            "gauge",
+            "Exchanges waiting to be attributed to an edge.",
+            st.edges_pending as u64,
+        ),
+        (
+            "wirelens_peer_endpoints_refused_total",
+            "counter",
+            "Endpoints of observed processes not remembered because the peer table was full: \
+             their peers are named by address.",
+            st.peers_refused,
+        ),
+    ];
+    let simple = simple.into_iter().chain(graph);
     for (name, kind, help, v) in simple {
         header(out, name, kind, help);
         let _ = writeln!(out, "{name} {v}");
     }
     // The metadata source's own figures, read as they are now (nothing when it is off).
     crate::k8s::render_health(&crate::k8s::health_rows(), out);
-    let st = agg.stats();
     let name = "wirelens_series";
     header(out, name, "gauge", "Series held by the aggregator now.");
     let _ = writeln!(out, "{name} {}", st.series);
@@ -282,8 +390,10 @@ fn render_health(agg: &Aggregator, health: &Health, out: &mut String) {
         "Measurements counted in the service's _overflow series because its series budget \
          (aggregation.series_per_service) was spent.",
     );
-    let mut dropped: Vec<_> = agg.dropped_by_service().collect();
-    dropped.sort();
+    // Every service present starts at 0, so the counter exists before the first drop.
+    let mut dropped: std::collections::BTreeMap<&str, u64> =
+        agg.services().map(|s| (s, 0)).collect();
+    dropped.extend(agg.dropped_by_service());
     for (service, n) in dropped {
         let mut l = Labels::default();
         l.add("service_name", service);

@@ -1,0 +1,458 @@
+//! The service graph: one edge per (client service, server service, protocol), with its
+//! calls, failed calls and a duration histogram (exported as `wirelens_service_graph_*`).
+//!
+//! # Counting each exchange once
+//!
+//! When both ends of a connection are processes this agent observes, each exchange is
+//! recorded twice, once per side. An edge counts an exchange from the **server's record when
+//! the server is observed**, and from the client's record only when it is not (a remote
+//! server, or a local one outside the filters). So the duration of an edge is the server's
+//! (time to answer) whenever the server is observed, and what the client waited otherwise.
+//!
+//! Whether the server is observed is known from its records ([`Peers`]): an endpoint where an
+//! observed process answered. The two records of one exchange reach the aggregator a few
+//! milliseconds apart, in either order, so an exchange is not attributed at once: it waits in
+//! [`Pending`] for [`GRACE`] (one second, measured when records reach the aggregator, so a
+//! pipeline running late delays both sides alike), and [`Pending::settle`] (every second in
+//! the live pipeline) attributes what has waited that long. By then the other side's record,
+//! if there is one, has been seen, which also lets a server's record name its client by
+//! service. Consecutive exchanges of one connection seen from one side within [`MERGE`] wait as
+//! one entry (a keep-alive burst costs no allocation per exchange). When more than
+//! [`MAX_PENDING`] entries wait, the oldest is attributed early with what is known then (its
+//! exchanges counted: `settled_early`).
+//!
+//! # Failed
+//!
+//! A call failed when its record's status is not `ok`, except an HTTP 4xx seen by the client:
+//! the server judges its own answers (4xx is the caller's error), so an edge's failures do not
+//! depend on which side was observed.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use wirelens_protocols::{Response, Status};
+
+use super::peer::{is_server_side, Addr, Peers};
+use super::Histogram;
+use crate::output::Record;
+
+/// Entries waiting for attribution at most; more settle the oldest early.
+pub const MAX_PENDING: usize = 65_536;
+
+/// How long an exchange waits for the other side's record before it is attributed.
+pub const GRACE: Duration = Duration::from_secs(1);
+
+/// Exchanges of one connection and side join the entry that opened less than this ago.
+pub const MERGE: Duration = Duration::from_millis(100);
+
+/// An edge of the service graph.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EdgeKey {
+    /// The calling service (or address, when not observed).
+    pub client: String,
+    /// The called service (or `ip:port`, when not observed).
+    pub server: String,
+    /// `http`, `mysql`, `pgsql`, `redis`, `dns`, as records write it.
+    pub protocol: &'static str,
+}
+
+/// The peer name of an overflow edge (its other end is the owner service).
+pub const OVERFLOW: &str = "_overflow";
+
+impl EdgeKey {
+    /// Whether this is an overflow edge (one end named [`OVERFLOW`]).
+    pub fn is_overflow(&self) -> bool {
+        self.client == OVERFLOW || self.server == OVERFLOW
+    }
+}
+
+/// The counters and histogram of one edge, cumulative since it appeared.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Edge {
+    /// Calls counted.
+    pub requests: u64,
+    /// Of those, the failed ones (see the module's rule).
+    pub failed: u64,
+    /// Durations of the calls that got an answer (timeouts and resets have none).
+    pub latency: Histogram,
+    pub(super) last_period: u64,
+}
+
+impl Edge {
+    pub(super) fn add(&mut self, a: &Attribution, period: u64) {
+        self.requests += a.requests;
+        self.failed += a.failed;
+        self.latency.merge(&a.latency);
+        self.last_period = period;
+    }
+}
+
+/// Whether a record counts as a failed call on its edge.
+pub fn failed(r: &Record) -> bool {
+    match (r.status, &r.response) {
+        (Status::Ok, _) => false,
+        (Status::Error, Some(Response::Http(s))) => s.status >= 500,
+        _ => true,
+    }
+}
+
+/// Exchanges of one connection, seen from one side, waiting to be attributed.
+#[derive(Clone, Debug)]
+struct Waiting {
+    /// The observed service whose records these are.
+    service: String,
+    server_side: bool,
+    client: Addr,
+    server: Addr,
+    protocol: &'static str,
+    requests: u64,
+    failed: u64,
+    latency: Histogram,
+    /// When the entry opened, and when its last exchange joined.
+    opened: Instant,
+    updated: Instant,
+}
+
+impl Waiting {
+    /// Whether `r`, recorded by `service`, is an exchange of this entry's connection and side.
+    fn same(&self, r: &Record, service: &str) -> bool {
+        self.server_side == is_server_side(r)
+            && self.protocol == r.protocol
+            && self.client.port == r.client.port
+            && self.server.port == r.server.port
+            && self.client.ip == r.client.ip
+            && self.server.ip == r.server.ip
+            && self.service == service
+    }
+
+    fn add(&mut self, r: &Record) {
+        self.requests += 1;
+        if failed(r) {
+            self.failed += 1;
+        }
+        if let Some(ns) = r.latency_ns {
+            self.latency.observe(ns);
+        }
+    }
+}
+
+/// Exchanges attributed to an edge, owned by the service whose records counted them (the
+/// server's, or the client's when the server is not observed).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attribution {
+    pub owner: String,
+    pub edge: EdgeKey,
+    /// Calls, of which `failed` failed; `latency` has those that got an answer.
+    pub requests: u64,
+    pub failed: u64,
+    pub latency: Histogram,
+}
+
+/// Counters of the service graph itself.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GraphStats {
+    /// Client records not counted because the server's own record counts the exchange.
+    pub deduplicated: u64,
+    /// Exchanges attributed before their wait was over because too many were waiting.
+    pub settled_early: u64,
+}
+
+/// Exchanges waiting for attribution, oldest first.
+#[derive(Debug, Default)]
+pub struct Pending {
+    queue: VecDeque<Waiting>,
+    pub stats: GraphStats,
+}
+
+impl Pending {
+    /// Queues the exchange of `r`, recorded by `service`, reaching the aggregator at `now`.
+    /// When the queue is full, the oldest entry is attributed now and returned.
+    pub fn push(
+        &mut self,
+        r: &Record,
+        service: &str,
+        peers: &Peers,
+        now: Instant,
+    ) -> Vec<Attribution> {
+        if let Some(w) = self
+            .queue
+            .back_mut()
+            .filter(|w| now.saturating_duration_since(w.opened) < MERGE && w.same(r, service))
+        {
+            w.add(r);
+            w.updated = now;
+            return Vec::new();
+        }
+        let mut early = Vec::new();
+        if self.queue.len() >= MAX_PENDING {
+            if let Some(w) = self.queue.pop_front() {
+                self.stats.settled_early += w.requests;
+                early = self.attribute(std::iter::once(w), peers);
+            }
+        }
+        let mut w = Waiting {
+            service: service.to_string(),
+            server_side: is_server_side(r),
+            client: Addr::from(&r.client),
+            server: Addr::from(&r.server),
+            protocol: r.protocol,
+            requests: 0,
+            failed: 0,
+            latency: Histogram::default(),
+            opened: now,
+            updated: now,
+        };
+        w.add(r);
+        self.queue.push_back(w);
+        early
+    }
+
+    /// Attributes the entries whose last exchange has waited [`GRACE`] at `now`.
+    pub fn settle(&mut self, peers: &Peers, now: Instant) -> Vec<Attribution> {
+        let ready = self
+            .queue
+            .iter()
+            .take_while(|w| now.saturating_duration_since(w.updated) >= GRACE)
+            .count();
+        let done: Vec<Waiting> = self.queue.drain(..ready).collect();
+        self.attribute(done, peers)
+    }
+
+    /// Attributes every entry now (at exit).
+    pub fn settle_all(&mut self, peers: &Peers) -> Vec<Attribution> {
+        let done: Vec<Waiting> = self.queue.drain(..).collect();
+        self.attribute(done, peers)
+    }
+
+    /// Exchanges waiting now.
+    pub fn len(&self) -> usize {
+        self.queue.iter().map(|w| w.requests as usize).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    fn attribute(
+        &mut self,
+        waiting: impl IntoIterator<Item = Waiting>,
+        peers: &Peers,
+    ) -> Vec<Attribution> {
+        let mut out = Vec::new();
+        for w in waiting {
+            let edge = if w.server_side {
+                EdgeKey {
+                    client: peers.name_client(&w.client, &w.server),
+                    server: w.service.clone(),
+                    protocol: w.protocol,
+                }
+            } else if peers.server_at(&w.server, &w.client).is_some() {
+                // The server is observed: its own records count these exchanges.
+                self.stats.deduplicated += w.requests;
+                continue;
+            } else {
+                EdgeKey {
+                    client: w.service.clone(),
+                    server: w.server.host_port(),
+                    protocol: w.protocol,
+                }
+            };
+            out.push(Attribution {
+                owner: w.service,
+                edge,
+                requests: w.requests,
+                failed: w.failed,
+                latency: w.latency,
+            });
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::output::ProcessRecord;
+    use wirelens_protocols::http::{HttpRequest, HttpResponse};
+    use wirelens_protocols::{Exchange, Outcome, Request, Role};
+
+    fn rec(role: Role, comm: &str, client: &str, server: &str, status: u16) -> Record {
+        let ex = Exchange {
+            req_ts_ns: 1_000,
+            resp_ts_ns: Some(1_000 + 2_000_000),
+            request: Request::Http(HttpRequest {
+                method: "GET".into(),
+                path: "/".into(),
+                host: None,
+                route: Some("/".into()),
+            }),
+            response: Some(Response::Http(HttpResponse {
+                status,
+                body_bytes: 0,
+            })),
+            outcome: Outcome::Complete,
+            truncated: false,
+            trace: None,
+        };
+        let process = Some(ProcessRecord {
+            pid: 1,
+            comm: comm.into(),
+        });
+        Record::new(
+            ex,
+            role,
+            client.parse().unwrap(),
+            server.parse().unwrap(),
+            process,
+        )
+    }
+
+    const C: &str = "127.0.0.1:40000";
+    const S: &str = "127.0.0.1:8080";
+
+    /// Feeds records the way the aggregator does, all at `t`: learn, then queue.
+    fn feed_at(
+        p: &mut Pending,
+        peers: &mut Peers,
+        records: &[Record],
+        t: Instant,
+    ) -> Vec<Attribution> {
+        let mut out = Vec::new();
+        for r in records {
+            let service = r.process.as_ref().unwrap().comm.clone();
+            peers.learn(r, &service, 0);
+            out.extend(p.push(r, &service, peers, t));
+        }
+        out
+    }
+
+    fn feed(p: &mut Pending, peers: &mut Peers, records: &[Record]) -> Vec<Attribution> {
+        feed_at(p, peers, records, Instant::now())
+    }
+
+    fn later() -> Instant {
+        Instant::now() + GRACE
+    }
+
+    fn edge(client: &str, server: &str) -> EdgeKey {
+        EdgeKey {
+            client: client.into(),
+            server: server.into(),
+            protocol: "http",
+        }
+    }
+
+    #[test]
+    fn both_ends_observed_count_once_from_the_server_in_either_order() {
+        for client_first in [false, true] {
+            let (mut p, mut peers) = (Pending::default(), Peers::default());
+            let server = rec(Role::Server, "web", C, S, 200);
+            let client = rec(Role::Client, "app", C, S, 200);
+            let recs = if client_first {
+                [client, server]
+            } else {
+                [server, client]
+            };
+            let t0 = Instant::now();
+            assert!(feed_at(&mut p, &mut peers, &recs, t0).is_empty());
+            assert!(p.settle(&peers, t0).is_empty(), "waits");
+            assert!(p.settle(&peers, t0 + GRACE / 2).is_empty(), "waits");
+            let got = p.settle(&peers, t0 + GRACE);
+            assert_eq!(got.len(), 1, "client_first={client_first}");
+            assert_eq!(got[0].owner, "web");
+            assert_eq!(got[0].edge, edge("app", "web"));
+            assert_eq!((got[0].requests, got[0].failed), (1, 0));
+            assert_eq!(got[0].latency.sum_ns(), 2_000_000);
+            assert_eq!(p.stats.deduplicated, 1);
+            assert!(p.is_empty());
+        }
+    }
+
+    #[test]
+    fn one_end_observed_counts_from_that_end_named_by_address() {
+        let (mut p, mut peers) = (Pending::default(), Peers::default());
+        // A client whose server is not observed; a server whose client is not.
+        feed(
+            &mut p,
+            &mut peers,
+            &[
+                rec(Role::Client, "app", C, "10.9.9.9:5432", 200),
+                rec(Role::Server, "web", "10.1.1.1:50000", S, 200),
+            ],
+        );
+        let mut got: Vec<_> = p
+            .settle(&peers, later())
+            .into_iter()
+            .map(|a| (a.owner, a.edge))
+            .collect();
+        got.sort();
+        assert_eq!(
+            got,
+            [
+                ("app".to_string(), edge("app", "10.9.9.9:5432")),
+                ("web".to_string(), edge("10.1.1.1", "web")),
+            ]
+        );
+        assert_eq!(p.stats.deduplicated, 0);
+    }
+
+    #[test]
+    fn failures_are_judged_as_the_server_judges() {
+        let f = |role, status| failed(&rec(role, "x", C, S, status));
+        assert!(!f(Role::Server, 404));
+        assert!(!f(Role::Client, 404), "a client's 4xx is not a failed call");
+        assert!(f(Role::Server, 500));
+        assert!(f(Role::Client, 503));
+    }
+
+    #[test]
+    fn a_connection_burst_waits_as_one_entry() {
+        let (mut p, mut peers) = (Pending::default(), Peers::default());
+        let ok = rec(Role::Server, "web", C, S, 200);
+        let bad = rec(Role::Server, "web", C, S, 503);
+        feed(&mut p, &mut peers, &[ok.clone(), bad, ok]);
+        assert_eq!(p.queue.len(), 1);
+        assert_eq!(p.len(), 3);
+        let got = p.settle(&peers, later());
+        assert_eq!(got.len(), 1);
+        assert_eq!((got[0].requests, got[0].failed), (3, 1));
+        assert_eq!(got[0].latency.count(), 3);
+    }
+
+    #[test]
+    fn a_steady_stream_on_one_connection_still_settles() {
+        let (mut p, mut peers) = (Pending::default(), Peers::default());
+        let r = rec(Role::Server, "web", C, S, 200);
+        let t0 = Instant::now();
+        // One exchange every 10 ms for 3 s: entries of at most MERGE each, the first ones
+        // attributed while the stream goes on.
+        let mut got = 0;
+        for i in 0..300u32 {
+            let t = t0 + Duration::from_millis(10 * u64::from(i));
+            feed_at(&mut p, &mut peers, std::slice::from_ref(&r), t);
+            got += p.settle(&peers, t).iter().map(|a| a.requests).sum::<u64>();
+        }
+        assert!(got >= 150, "{got} attributed during the stream");
+        got += p.settle_all(&peers).iter().map(|a| a.requests).sum::<u64>();
+        assert_eq!(got, 300);
+    }
+
+    #[test]
+    fn a_full_queue_settles_early_and_counts_it() {
+        let (mut p, mut peers) = (Pending::default(), Peers::default());
+        let mut early = Vec::new();
+        // Each exchange on a connection of its own: one entry each.
+        for i in 0..=MAX_PENDING {
+            let client = format!("127.0.0.1:{}", 1024 + i % 60_000);
+            let host = format!("10.0.{}.1", i / 60_000);
+            let client = client.replace("127.0.0.1", &host);
+            let r = rec(Role::Server, "web", &client, S, 200);
+            early.extend(feed(&mut p, &mut peers, std::slice::from_ref(&r)));
+        }
+        // One more than the queue holds: the oldest went to its edge early.
+        assert_eq!(early.len(), 1);
+        assert_eq!(early[0].edge.client, "10.0.0.1");
+        assert_eq!(p.stats.settled_early, 1);
+        assert_eq!(p.len(), MAX_PENDING);
+    }
+}
