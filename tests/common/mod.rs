@@ -235,7 +235,10 @@ impl Nginx {
 
 impl Drop for Nginx {
     fn drop(&mut self) {
-        for w in children(self.master.pid()) {
+        // The master first: killed after a worker, it would start a new one, left orphaned.
+        let workers = children(self.master.pid());
+        self.master.signal(libc::SIGKILL);
+        for w in workers {
             // SAFETY: signalling a child of a process this test started.
             unsafe { libc::kill(w as i32, libc::SIGKILL) };
         }

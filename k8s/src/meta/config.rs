@@ -8,8 +8,8 @@ use serde::{Deserialize, Deserializer};
 /// `kubernetes.enabled`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Enabled {
-    /// On when `NODE_NAME` or `KUBERNETES_SERVICE_HOST` is set (the DaemonSet sets both),
-    /// off on a plain host.
+    /// On when a node is named (`NODE_NAME`, which the DaemonSet sets, or
+    /// `kubernetes.node_name`); off on a plain host and in other pods.
     #[default]
     Auto,
     On,
@@ -113,7 +113,12 @@ impl KubernetesConfig {
         let on = match self.enabled {
             Enabled::On => true,
             Enabled::Off => false,
-            Enabled::Auto => set("NODE_NAME").is_some() || set("KUBERNETES_SERVICE_HOST").is_some(),
+            // The node is what the agent watches: without one (a pod that is not the
+            // DaemonSet's, a CI job in a cluster) auto stays off rather than refusing to start.
+            Enabled::Auto => {
+                set("NODE_NAME").is_some()
+                    || self.node_name.as_deref().is_some_and(|n| !n.is_empty())
+            }
         };
         if !on {
             return Ok(None);
@@ -160,7 +165,17 @@ mod tests {
         let s = c.build(&env(&[("NODE_NAME", "n1")])).unwrap().unwrap();
         assert_eq!(s.node_name, "n1");
         assert_eq!(s.grace, Duration::from_secs(60));
-        let e = c
+        // In a pod without NODE_NAME, auto stays off; `true` says what is missing.
+        assert_eq!(
+            c.build(&env(&[("KUBERNETES_SERVICE_HOST", "10.0.0.1")]))
+                .unwrap(),
+            None
+        );
+        let on = KubernetesConfig {
+            enabled: Enabled::On,
+            ..KubernetesConfig::default()
+        };
+        let e = on
             .build(&env(&[("KUBERNETES_SERVICE_HOST", "10.0.0.1")]))
             .unwrap_err();
         assert_eq!(e.0, "kubernetes.node_name");
