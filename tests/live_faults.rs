@@ -8,22 +8,43 @@ use std::process::{Command, Stdio};
 
 use common::*;
 
-/// Programs of the agent currently loaded, by bpftool (names as the kernel keeps them).
-fn agent_programs() -> usize {
+/// The BPF programs and links a process holds, by id, read from its fds' fdinfo (a program
+/// fd says `prog_id:`, a link fd `link_id:` and `prog_id:`). Only this agent's objects, even
+/// when other agents run on the machine.
+fn held_bpf_ids(pid: u32) -> (Vec<u32>, Vec<u32>) {
+    let (mut progs, mut links) = (Vec::new(), Vec::new());
+    let dir = format!("/proc/{pid}/fdinfo");
+    for entry in std::fs::read_dir(&dir).expect("fdinfo").flatten() {
+        let Ok(text) = std::fs::read_to_string(entry.path()) else {
+            continue;
+        };
+        for line in text.lines() {
+            let mut kv = line.splitn(2, ':');
+            let (Some(k), Some(v)) = (kv.next(), kv.next()) else {
+                continue;
+            };
+            let Ok(id) = v.trim().parse::<u32>() else {
+                continue;
+            };
+            match k.trim() {
+                "prog_id" if !progs.contains(&id) => progs.push(id),
+                "link_id" => links.push(id),
+                _ => {}
+            }
+        }
+    }
+    (progs, links)
+}
+
+/// Whether bpftool still finds the program or link `id`.
+fn bpf_object_exists(kind: &str, id: u32) -> bool {
     let out = Command::new("bpftool")
-        .args(["prog", "show"])
-        .output()
+        .args([kind, "show", "id", &id.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
         .expect("bpftool (Debian: bpftool)");
-    assert!(out.status.success(), "bpftool prog show failed");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| {
-            l.split_whitespace()
-                .skip_while(|w| *w != "name")
-                .nth(1)
-                .is_some_and(|n| n.starts_with("tp_enter_") || n.starts_with("tp_exit_"))
-        })
-        .count()
+    out.success()
 }
 
 #[test]
@@ -32,22 +53,47 @@ fn root_sigterm_leaves_no_program_attached() {
         return;
     }
     let _g = LIVE.lock().unwrap_or_else(|e| e.into_inner());
-    let before = agent_programs();
     let agent = Agent::start(&["--pid".to_string(), "1".to_string()]);
+    let (progs, links) = held_bpf_ids(agent.proc.pid());
     assert!(
-        agent_programs() >= before + 20,
-        "the agent's programs are not visible to bpftool"
+        progs.len() >= 20 && links.len() >= 20,
+        "the agent holds {} programs and {} links; expected its tracepoints",
+        progs.len(),
+        links.len()
+    );
+    assert!(
+        progs.iter().all(|&id| bpf_object_exists("prog", id)),
+        "bpftool does not see the agent's programs"
     );
     agent.proc.signal(libc::SIGTERM);
     let mut agent = agent;
     let status = agent.proc.child.wait().expect("wait");
     assert!(status.success(), "SIGTERM exit: {status}");
     // Links and programs go when the agent's fds close; the kernel may take a moment.
+    let left = || {
+        let p: Vec<u32> = progs
+            .iter()
+            .copied()
+            .filter(|&id| bpf_object_exists("prog", id))
+            .collect();
+        let l: Vec<u32> = links
+            .iter()
+            .copied()
+            .filter(|&id| bpf_object_exists("link", id))
+            .collect();
+        (p, l)
+    };
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while agent_programs() > before && std::time::Instant::now() < deadline {
+    let mut now = left();
+    while (!now.0.is_empty() || !now.1.is_empty()) && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(100));
+        now = left();
     }
-    assert_eq!(agent_programs(), before, "programs left after SIGTERM");
+    assert_eq!(
+        now,
+        (vec![], vec![]),
+        "programs and links left after SIGTERM"
+    );
 }
 
 /// Answers one request with a head promising 100 bytes, sends 7 and dies.
