@@ -53,6 +53,37 @@ pub struct K8sRecord {
     pub node: Option<String>,
 }
 
+impl K8sRecord {
+    /// The `k8s.*` resource attributes of the observed pod (OpenTelemetry semantic
+    /// conventions, "Kubernetes"), for the resource its spans are sent under.
+    pub fn resource_attributes(&self) -> Vec<(&'static str, String)> {
+        let mut out = vec![
+            ("k8s.namespace.name", self.namespace.clone()),
+            ("k8s.pod.name", self.pod.clone()),
+            ("k8s.pod.uid", self.pod_uid.clone()),
+        ];
+        if let Some(c) = &self.container {
+            out.push(("k8s.container.name", c.clone()));
+        }
+        if let Some(n) = &self.node {
+            out.push(("k8s.node.name", n.clone()));
+        }
+        let key = match self.workload_kind.as_deref() {
+            Some("Deployment") => Some("k8s.deployment.name"),
+            Some("ReplicaSet") => Some("k8s.replicaset.name"),
+            Some("StatefulSet") => Some("k8s.statefulset.name"),
+            Some("DaemonSet") => Some("k8s.daemonset.name"),
+            Some("Job") => Some("k8s.job.name"),
+            Some("CronJob") => Some("k8s.cronjob.name"),
+            _ => None,
+        };
+        if let (Some(key), Some(w)) = (key, &self.workload) {
+            out.push((key, w.clone()));
+        }
+        out
+    }
+}
+
 impl From<Identity> for K8sRecord {
     fn from(id: Identity) -> K8sRecord {
         let (workload, workload_kind) = match id.workload {

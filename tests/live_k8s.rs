@@ -5,6 +5,7 @@
 //! is root); WIRELENS_SKIP_ROOT_TESTS=1 skips them.
 
 mod common;
+mod otlp;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -236,8 +237,11 @@ fn root_k8s_records_carry_the_pods_identity() {
     wait_for_port(port);
     let cluster = Cluster::new(&[(&web, 1)]);
     let metrics_port = free_port();
+    let receiver = otlp::Receiver::start(otlp::Wire::Grpc);
     let agent = cluster.agent(&format!(
-        "metrics_addr: 127.0.0.1:{metrics_port}\nfilters:\n  include:\n    cgroup: [\"kubepods\"]\n"
+        "metrics_addr: 127.0.0.1:{metrics_port}\nfilters:\n  include:\n    cgroup: [\"kubepods\"]\n\
+         otlp:\n  endpoint: {}\n  protocol: grpc\n",
+        receiver.endpoint()
     ));
     send(port, "identity");
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -270,6 +274,30 @@ fn root_k8s_records_carry_the_pods_identity() {
     for r in &mine {
         assert_eq!(r["k8s"], web.expected_k8s(), "{r}");
         assert_eq!(r["response"]["status"], 404);
+    }
+    // The spans go out under the pod's resource: service.name and the k8s.* attributes.
+    receiver.wait(Duration::from_secs(10), "the pod's spans", |r| {
+        r.spans().len() >= REQUESTS
+    });
+    let spans = receiver.spans();
+    assert_eq!(spans.len(), REQUESTS, "{spans:#?}");
+    for (res, span) in &spans {
+        let want = [
+            ("service.name", web.app.as_str()),
+            ("k8s.namespace.name", "shop"),
+            ("k8s.pod.name", web.pod.as_str()),
+            ("k8s.pod.uid", web.uid.as_str()),
+            ("k8s.container.name", "web"),
+            ("k8s.deployment.name", web.deployment.as_str()),
+            ("k8s.node.name", NODE),
+        ];
+        for (k, v) in want {
+            assert_eq!(
+                res.get(k).map(String::as_str),
+                Some(v),
+                "{k} of {res:?} ({span:?})"
+            );
+        }
     }
     let log = stderr.as_str();
     assert!(log.contains("kubernetes metadata synced"), "{log}");

@@ -159,11 +159,14 @@ impl Resources {
         a.into_iter().collect()
     }
 
-    fn sdk(&self, service: &str) -> Resource {
+    /// The resource of a batch of spans: [`Resources::attributes`] plus the observed pod's
+    /// `k8s.*` attributes when it runs in one (these replace configured ones of the same key).
+    fn sdk(&self, service: &str, pod: &[(&'static str, String)]) -> Resource {
+        let mut a: BTreeMap<String, String> = self.attributes(service).into_iter().collect();
+        a.extend(pod.iter().map(|(k, v)| (k.to_string(), v.clone())));
         Resource::builder_empty()
             .with_attributes(
-                self.attributes(service)
-                    .into_iter()
+                a.into_iter()
                     .map(|(k, v)| opentelemetry::KeyValue::new(k, v)),
             )
             .build()
@@ -415,17 +418,24 @@ async fn span_worker(
     let mut buf = Vec::with_capacity(batch_size);
     while rx.recv_many(&mut buf, batch_size).await > 0 {
         c.spans_in_flight.fetch_add(buf.len() as u64, Relaxed);
-        let mut by_service: BTreeMap<String, Vec<_>> = BTreeMap::new();
+        // One resource per observed service, and per pod when the service runs in pods.
+        type ResourceKey = (String, Vec<(&'static str, String)>);
+        let mut by_service: BTreeMap<ResourceKey, Vec<_>> = BTreeMap::new();
         for (r, trace, parent) in buf.drain(..) {
             let span = spans::span_of(&r, trace, parent, &scope);
+            let pod = r
+                .k8s
+                .as_ref()
+                .map(|k| k.resource_attributes())
+                .unwrap_or_default();
             by_service
-                .entry(service_of(&r).to_string())
+                .entry((service_of(&r).to_string(), pod))
                 .or_default()
                 .push(span);
         }
-        for (service, batch) in by_service {
+        for ((service, pod), batch) in by_service {
             let n = batch.len() as u64;
-            exporter.set_resource(&resources.sdk(&service));
+            exporter.set_resource(&resources.sdk(&service, &pod));
             match exporter.export(batch).await {
                 Ok(()) => {
                     c.span_exports_ok.fetch_add(1, Relaxed);
