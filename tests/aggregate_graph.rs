@@ -187,3 +187,52 @@ fn edges_share_the_service_budget_and_expire() {
     assert_eq!(agg.stats().series, 0);
     assert_eq!(agg.stats().expired, 7);
 }
+
+/// `peer_k8s` of a record: the far end's address is a known pod or Service.
+fn peer(r: Record, workload: Option<&str>, service: Option<&str>, pod: Option<&str>) -> Record {
+    let mut r = r;
+    r.peer_k8s = Some(wirelens::k8s::PeerRecord(wirelens_k8s::meta::Peer {
+        namespace: "shop".into(),
+        pod: pod.map(String::from),
+        service: service.map(String::from),
+        workload: workload.map(String::from),
+    }));
+    r
+}
+
+#[test]
+fn unobserved_peers_known_to_kubernetes_are_named_by_it() {
+    let metrics = Metrics::new(Default::default());
+    {
+        let mut agg = metrics.aggregator();
+        // 3 calls to web from a pod of this node whose process is not observed: named by
+        // the pod's service.name, not its address.
+        for _ in 0..3 {
+            let r = http("web", Role::Server, 41000, 200, MS);
+            let r = at(r, ("10.244.1.7", 41000), ("127.0.0.1", 8080));
+            agg.observe(&peer(r, Some("checkout"), None, Some("checkout-7d9-x")));
+        }
+        // 2 Redis calls from app to a Service's cluster IP: named by the Service.
+        for _ in 0..2 {
+            let r = at(
+                redis_cmd("GET", None, MS),
+                ("127.0.0.1", 40200),
+                ("10.96.0.10", 6379),
+            );
+            agg.observe(&peer(r, None, Some("cache"), None));
+        }
+        // 1 call to a pod of another node known only by name.
+        let r = at(
+            redis_cmd("SET", None, MS),
+            ("127.0.0.1", 40300),
+            ("10.244.9.9", 6379),
+        );
+        agg.observe(&peer(r, None, None, Some("redis-0")));
+        agg.settle_at(std::time::Instant::now() + wirelens::aggregate::graph::GRACE);
+    }
+    let s = scrape(&metrics);
+    assert_eq!(value(&s, REQ, &e("checkout", "web", "http")), 3.0);
+    assert_eq!(value(&s, REQ, &e("app", "cache", "redis")), 2.0);
+    assert_eq!(value(&s, REQ, &e("app", "redis-0", "redis")), 1.0);
+    assert_eq!(sum_of(&s, REQ), 6.0, "{s:?}");
+}

@@ -105,6 +105,8 @@ struct Waiting {
     client: Addr,
     server: Addr,
     protocol: &'static str,
+    /// The far end's Kubernetes name, when the record had one ([`super::peer::k8s_name`]).
+    peer_k8s: Option<String>,
     requests: u64,
     failed: u64,
     latency: Histogram,
@@ -196,6 +198,7 @@ impl Pending {
             client: Addr::from(&r.client),
             server: Addr::from(&r.server),
             protocol: r.protocol,
+            peer_k8s: super::peer::k8s_name(r),
             requests: 0,
             failed: 0,
             latency: Histogram::default(),
@@ -242,7 +245,7 @@ impl Pending {
         for w in waiting {
             let edge = if w.server_side {
                 EdgeKey {
-                    client: peers.name_client(&w.client, &w.server),
+                    client: peers.name_client(&w.client, &w.server, w.peer_k8s.as_deref()),
                     server: w.service.clone(),
                     protocol: w.protocol,
                 }
@@ -253,7 +256,7 @@ impl Pending {
             } else {
                 EdgeKey {
                     client: w.service.clone(),
-                    server: w.server.host_port(),
+                    server: w.peer_k8s.clone().unwrap_or_else(|| w.server.host_port()),
                     protocol: w.protocol,
                 }
             };

@@ -10,8 +10,9 @@
 //! make one peer per connection).
 //!
 //! Every name of a far end goes through [`Peers::name_client`] and [`Peers::name_server`]
-//! (the service graph's and [`Peers::peer_of`]'s): Kubernetes identity (#5) extends those two,
-//! naming a peer address that is a known pod or Service by it before any of the above.
+//! (the service graph's and [`Peers::peer_of`]'s). With Kubernetes metadata, a far end that
+//! no observed process stands behind but whose address is a known pod or Service (the
+//! record's `peer_k8s`) is named by [`k8s_name`] before falling back to its address.
 //!
 //! A socket bound to the wildcard address and never connected (a UDP client or server using
 //! sendto/recvfrom) shows `0.0.0.0` or `::` as its own address, while its peer sees the
@@ -147,23 +148,30 @@ impl Peers {
     /// address (`ip:port` for a server, `ip` for a client).
     pub fn peer_of(&self, r: &Record) -> String {
         let (client, server) = (Addr::from(&r.client), Addr::from(&r.server));
+        let k8s = k8s_name(r);
         if is_server_side(r) {
-            self.name_client(&client, &server)
+            self.name_client(&client, &server, k8s.as_deref())
         } else {
-            self.name_server(&server, &client)
+            self.name_server(&server, &client, k8s.as_deref())
         }
     }
 
-    /// A client's name: its observed service, else its address alone.
-    pub fn name_client(&self, client: &Addr, server: &Addr) -> String {
-        self.client_at(client, server)
-            .map_or_else(|| client.ip.clone(), str::to_string)
+    /// A client's name: its observed service, else its Kubernetes name (`k8s`), else its
+    /// address alone.
+    pub fn name_client(&self, client: &Addr, server: &Addr, k8s: Option<&str>) -> String {
+        match self.client_at(client, server).or(k8s) {
+            Some(name) => name.to_string(),
+            None => client.ip.clone(),
+        }
     }
 
-    /// A server's name: its observed service, else `ip:port`.
-    pub fn name_server(&self, server: &Addr, client: &Addr) -> String {
-        self.server_at(server, client)
-            .map_or_else(|| server.host_port(), str::to_string)
+    /// A server's name: its observed service, else its Kubernetes name (`k8s`), else
+    /// `ip:port`.
+    pub fn name_server(&self, server: &Addr, client: &Addr, k8s: Option<&str>) -> String {
+        match self.server_at(server, client).or(k8s) {
+            Some(name) => name.to_string(),
+            None => server.host_port(),
+        }
     }
 
     /// Forgets endpoints not seen during the last `keep` periods up to `closed`, the way
@@ -184,6 +192,18 @@ impl Peers {
     pub fn len(&self) -> (usize, usize) {
         (self.servers.len(), self.clients.len())
     }
+}
+
+/// The far end of `r` by its Kubernetes identity (`peer_k8s`): the pod's `service.name` by
+/// the identity rule when the address is a pod of this node, else the Service that owns the
+/// address, else the pod's name.
+pub fn k8s_name(r: &Record) -> Option<String> {
+    let p = &r.peer_k8s.as_ref()?.0;
+    p.workload
+        .clone()
+        .or_else(|| p.service.clone())
+        .or_else(|| p.pod.clone())
+        .filter(|n| !n.is_empty())
 }
 
 /// `at` in `table`, else, when `at` is on this host as seen from `other` (loopback, or the
