@@ -29,11 +29,27 @@ use skel::WirelensSkelBuilder;
 /// Largest `capture_bytes` the kernel side supports (`WL_MAX_CAPTURE` in bpf/limits.h).
 pub const MAX_CAPTURE_BYTES: u32 = 8192;
 
+/// Default size of the ring buffer (`WL_RINGBUF_SIZE` in bpf/limits.h).
+pub const DEFAULT_RING_BUFFER_BYTES: u64 = 16 * 1024 * 1024;
+/// Largest ring buffer the agent asks for.
+pub const MAX_RING_BUFFER_BYTES: u64 = 1 << 30;
+
+/// Bytes one data event with `capture_bytes` of payload takes in the ring buffer: the kernel's
+/// 8-byte record header, the event header and the payload, rounded up to 8 bytes.
+pub fn record_bytes(capture_bytes: u32) -> u64 {
+    let n = 8
+        + std::mem::size_of::<skel::types::wl_data_event>() as u64
+        + u64::from(capture_bytes.min(MAX_CAPTURE_BYTES));
+    n.div_ceil(8) * 8
+}
+
 /// What the live source needs to start.
 #[derive(Clone, Debug)]
 pub struct CaptureConfig {
     /// Payload prefix copied per syscall (clamped to [`MAX_CAPTURE_BYTES`]).
     pub capture_bytes: u32,
+    /// Size of the ring buffer, bytes (a power of two, a multiple of the page size).
+    pub ring_buffer_bytes: u32,
     /// Ring buffer bytes queued before the kernel wakes the reader.
     pub wakeup_bytes: u64,
     /// How often the reader drains the ring buffer when it was not woken.
@@ -44,6 +60,7 @@ impl Default for CaptureConfig {
     fn default() -> Self {
         CaptureConfig {
             capture_bytes: 4096,
+            ring_buffer_bytes: DEFAULT_RING_BUFFER_BYTES as u32,
             wakeup_bytes: 256 * 1024,
             drain_interval: Duration::from_millis(20),
         }
@@ -213,6 +230,13 @@ fn run_thread(
         ro.self_tgid = std::process::id();
         ro.wakeup_bytes = cfg.wakeup_bytes;
     }
+    open.maps
+        .events
+        .set_max_entries(cfg.ring_buffer_bytes)
+        .map_err(|source| CaptureError::Map {
+            what: "the ring buffer size",
+            source,
+        })?;
     let skel = open.load().map_err(CaptureError::Load)?;
     let control = control::ControlMaps::new(&skel.maps)?;
     init(&control)?;
@@ -255,6 +279,7 @@ fn run_thread(
     tracing::info!(
         programs = links.len(),
         capture_bytes = cfg.capture_bytes,
+        ring_buffer_bytes = cfg.ring_buffer_bytes,
         "capture attached"
     );
 
