@@ -137,9 +137,9 @@ impl Conntrack {
     }
 
     /// Handles one event; finished exchanges are appended to `out`.
-    pub fn handle(&mut self, ev: SourceEvent, out: &mut Vec<Record>) {
-        match ev {
-            SourceEvent::Data(d) => self.data(d, out),
+    pub fn handle(&mut self, ev: &SourceEvent, out: &mut Vec<Record>) {
+        match *ev {
+            SourceEvent::Data(ref d) => self.data(d, out),
             SourceEvent::Close { conn, ts_ns, reset } => {
                 let exact = FlowKey { conn, peer: None };
                 let keys: Vec<FlowKey> = if self.conns.contains(&exact) {
@@ -163,11 +163,11 @@ impl Conntrack {
         }
     }
 
-    fn data(&mut self, d: DataEvent, out: &mut Vec<Record>) {
+    fn data(&mut self, d: &DataEvent, out: &mut Vec<Record>) {
         self.stats.data_events += 1;
         self.stats.data_bytes += d.data.len() as u64;
         self.stats.missing_bytes += d.missing;
-        let key = FlowKey::of(&d);
+        let key = FlowKey::of(d);
         if !self.conns.contains(&key) {
             let conn = Conn {
                 client: None,

@@ -89,9 +89,10 @@ pub async fn run(
         tokio::select! {
             batch = rx.recv() => {
                 let Some(batch) = batch else { break };
-                for ev in batch {
+                for ev in &batch {
                     conntrack.handle(ev, &mut records);
                 }
+                capture.recycle(batch);
                 write_all(&mut writer, &mut records, &metrics)?;
             }
             _ = sweep.tick() => {
@@ -179,7 +180,8 @@ pub fn summary(c: &CaptureCounters, s: &ConntrackStats, written: u64) -> String 
     format!(
         "records={written} kernel_events={} lost_ringbuf={} read_faults={} conn_table_full={} \
          inflight_full={} decode_errors={} conns={} parse_errors={} unmatched_responses={} \
-         lost_in_gap={} undetermined_side={} unknown_protocol={} conns_left_alone={}",
+         lost_in_gap={} undetermined_side={} unknown_protocol={} conns_left_alone={} \
+         received_events={} kernel_closes={} received_closes={}",
         c.kernel_data_events.load(Relaxed),
         c.lost(),
         c.kernel_read_faults.load(Relaxed),
@@ -193,6 +195,9 @@ pub fn summary(c: &CaptureCounters, s: &ConntrackStats, written: u64) -> String 
         s.undetermined_side_events,
         s.unknown_protocol_events,
         s.conns_left_alone,
+        c.data_events_received.load(Relaxed),
+        c.kernel_close_events.load(Relaxed),
+        c.close_events_received.load(Relaxed),
     )
 }
 

@@ -102,8 +102,14 @@ pub struct CaptureCounters {
     pub kernel_conn_table_full: AtomicU64,
     pub kernel_inflight_full: AtomicU64,
     pub kernel_ringbuf_full_exec: AtomicU64,
+    /// Close events the kernel sent.
+    pub kernel_close_events: AtomicU64,
     /// Records read from the ring buffer.
     pub records_read: AtomicU64,
+    /// Data events read and decoded: equal to `kernel_data_events` once the ring is drained.
+    pub data_events_received: AtomicU64,
+    /// Close events read and decoded: equal to `kernel_close_events` once the ring is drained.
+    pub close_events_received: AtomicU64,
     /// Records that could not be decoded.
     pub decode_errors: AtomicU64,
 }
@@ -121,6 +127,7 @@ impl CaptureCounters {
 /// when the pipeline's channel closes.
 pub struct Capture {
     stop: Arc<AtomicBool>,
+    recycle: std::sync::mpsc::SyncSender<Vec<SourceEvent>>,
     thread: Option<JoinHandle<()>>,
     pub counters: Arc<CaptureCounters>,
     /// The control maps, to decide processes and change settings while running.
@@ -155,14 +162,15 @@ impl Capture {
         let stop = Arc::new(AtomicBool::new(false));
         let counters = Arc::new(CaptureCounters::default());
         let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
+        let (recycle, spare) = std::sync::mpsc::sync_channel(SPARE_BATCHES);
         let thread = {
             let stop = stop.clone();
             let counters = counters.clone();
             std::thread::Builder::new()
                 .name("wl-capture".into())
                 .spawn(move || {
-                    if let Err(e) = run_thread(cfg, tx, exec_tx, init, &stop, &counters, &ready_tx)
-                    {
+                    let io = ReaderIo { tx, spare, exec_tx };
+                    if let Err(e) = run_thread(cfg, io, init, &stop, &counters, &ready_tx) {
                         let _ = ready_tx.send(Err(e));
                     }
                 })
@@ -171,6 +179,7 @@ impl Capture {
         match ready_rx.recv() {
             Ok(Ok(control)) => Ok(Capture {
                 stop,
+                recycle,
                 thread: Some(thread),
                 counters,
                 control,
@@ -181,6 +190,12 @@ impl Capture {
             }
             Err(_) => Err(CaptureError::ThreadGone),
         }
+    }
+
+    /// Hands a batch the pipeline is done with back to the reader, which reuses its events'
+    /// buffers. When the reader already has enough spare batches, this one is dropped.
+    pub fn recycle(&self, batch: Vec<SourceEvent>) {
+        let _ = self.recycle.try_send(batch);
     }
 
     /// Asks the reader to detach every program, drain what is left in the ring buffer and
@@ -207,15 +222,22 @@ impl Drop for Capture {
 
 type Ready = std::sync::mpsc::SyncSender<Result<control::ControlMaps, CaptureError>>;
 
+/// The reader thread's channels: batches out, spare batches back, exec events out.
+struct ReaderIo {
+    tx: mpsc::Sender<Vec<SourceEvent>>,
+    spare: std::sync::mpsc::Receiver<Vec<SourceEvent>>,
+    exec_tx: std::sync::mpsc::Sender<ExecEvent>,
+}
+
 fn run_thread(
     cfg: CaptureConfig,
-    tx: mpsc::Sender<Vec<SourceEvent>>,
-    exec_tx: std::sync::mpsc::Sender<ExecEvent>,
+    io: ReaderIo,
     init: InitMaps,
     stop: &AtomicBool,
     counters: &CaptureCounters,
     ready: &Ready,
 ) -> Result<(), CaptureError> {
+    let ReaderIo { tx, spare, exec_tx } = io;
     let mut object = MaybeUninit::uninit();
     let mut open = WirelensSkelBuilder::default()
         .open(&mut object)
@@ -250,14 +272,26 @@ fn run_thread(
     }
 
     let clock = Clock::now();
-    let batch = std::cell::RefCell::new(Vec::<SourceEvent>::with_capacity(1024));
+    let batcher = std::cell::RefCell::new(Batcher::new(tx, spare));
     let mut builder = RingBufferBuilder::new();
     builder
         .add(&skel.maps.events, |bytes: &[u8]| {
             counters.records_read.fetch_add(1, Ordering::Relaxed);
-            match decode::decode(bytes, clock) {
-                Ok(decode::Decoded::Event(ev)) => batch.borrow_mut().push(ev),
-                Ok(decode::Decoded::Exec(ev)) => {
+            let mut b = batcher.borrow_mut();
+            match decode::decode_into(bytes, clock, b.slot()) {
+                Ok(decode::Kind::Data) => {
+                    counters
+                        .data_events_received
+                        .fetch_add(1, Ordering::Relaxed);
+                    b.commit();
+                }
+                Ok(decode::Kind::Close) => {
+                    counters
+                        .close_events_received
+                        .fetch_add(1, Ordering::Relaxed);
+                    b.commit();
+                }
+                Ok(decode::Kind::Exec(ev)) => {
                     let _ = exec_tx.send(ev);
                 }
                 Err(e) => {
@@ -284,7 +318,6 @@ fn run_thread(
     );
 
     let mut last_counters = Instant::now();
-    let mut closed = false;
     loop {
         let stopping = stop.load(Ordering::SeqCst);
         if stopping {
@@ -293,10 +326,11 @@ fn run_thread(
         }
         let _ = rb.poll(cfg.drain_interval);
         let _ = rb.consume();
-        let out = std::mem::take(&mut *batch.borrow_mut());
-        if !out.is_empty() && !closed && tx.blocking_send(out).is_err() {
-            closed = true;
-        }
+        let closed = {
+            let mut b = batcher.borrow_mut();
+            b.flush();
+            b.closed
+        };
         if stopping || last_counters.elapsed() >= Duration::from_millis(500) {
             read_counters(&skel.maps.counters, counters);
             last_counters = Instant::now();
@@ -306,6 +340,73 @@ fn run_thread(
         }
     }
     Ok(())
+}
+
+/// Events per batch sent to the pipeline: bounds what one batch, and so each spare one, holds.
+const BATCH_EVENTS: usize = 512;
+/// Processed batches the pipeline may hand back for reuse at once.
+const SPARE_BATCHES: usize = 4;
+
+/// The reader's side of the batches: fills one in place, slot by slot, sends it when full or
+/// when the ring is drained, and takes the next from the batches the pipeline gave back, so
+/// that the events' payload buffers are reused instead of allocated per event.
+struct Batcher {
+    events: Vec<SourceEvent>,
+    /// Slots of `events` filled so far; the rest are old events kept for their buffers.
+    len: usize,
+    tx: mpsc::Sender<Vec<SourceEvent>>,
+    spare: std::sync::mpsc::Receiver<Vec<SourceEvent>>,
+    /// The pipeline is gone.
+    closed: bool,
+}
+
+impl Batcher {
+    fn new(
+        tx: mpsc::Sender<Vec<SourceEvent>>,
+        spare: std::sync::mpsc::Receiver<Vec<SourceEvent>>,
+    ) -> Batcher {
+        Batcher {
+            events: Vec::with_capacity(BATCH_EVENTS),
+            len: 0,
+            tx,
+            spare,
+            closed: false,
+        }
+    }
+
+    /// The next free slot (an old event to overwrite, or a placeholder).
+    fn slot(&mut self) -> &mut SourceEvent {
+        if self.len == self.events.len() {
+            self.events.push(SourceEvent::End { ts_ns: 0 });
+        }
+        &mut self.events[self.len]
+    }
+
+    /// Keeps what [`Batcher::slot`] returned; sends the batch once full.
+    fn commit(&mut self) {
+        self.len += 1;
+        if self.len >= BATCH_EVENTS {
+            self.flush();
+        }
+    }
+
+    /// Sends the filled slots, if any, and starts the next batch.
+    fn flush(&mut self) {
+        if self.len == 0 {
+            return;
+        }
+        let next = self
+            .spare
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(BATCH_EVENTS));
+        let mut full = std::mem::replace(&mut self.events, next);
+        full.truncate(self.len);
+        self.len = 0;
+        // Waiting here is the back-pressure: the ring fills and the kernel counts the loss.
+        if !self.closed && self.tx.blocking_send(full).is_err() {
+            self.closed = true;
+        }
+    }
 }
 
 fn read_counters(map: &dyn MapCore, out: &CaptureCounters) {
@@ -332,6 +433,7 @@ fn read_counters(map: &dyn MapCore, out: &CaptureCounters) {
             wl_counter::WL_CNT_RB_FULL_EXEC,
             &out.kernel_ringbuf_full_exec,
         ),
+        (wl_counter::WL_CNT_CLOSE_EVENTS, &out.kernel_close_events),
     ];
     for (slot, dst) in slots {
         let key = slot.0.to_ne_bytes();
