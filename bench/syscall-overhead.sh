@@ -10,14 +10,19 @@
 # write enter+exit programs), which is the probe cost without the noise of a 2-CPU machine,
 # and the events the agent lost.
 # The writer and its drain are pinned to CPU 0, the agent to CPU 1 (when there are two).
-# Usage (root): bench/syscall-overhead.sh [N=1000000] [REPEAT=3]
+# Usage (root): [WIRELENS_BENCH_BIN=DIR] bench/syscall-overhead.sh [N=1000000] [REPEAT=3]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-1000000}
 REPEAT=${2:-3}
-cargo build --release -q -p wirelens --bin wirelens
-cargo build --release -q -p wirelens-bench --bin writeloop
-BIN=$PWD/target/release
+# WIRELENS_BENCH_BIN=DIR: use the wirelens and writeloop binaries in DIR as they are (to compare
+# two builds in the same time window); otherwise build them.
+BIN=${WIRELENS_BENCH_BIN:-}
+if [ -z "$BIN" ]; then
+  cargo build --release -q -p wirelens --bin wirelens
+  cargo build --release -q -p wirelens-bench --bin writeloop
+  BIN=${CARGO_TARGET_DIR:-$PWD/target}/release
+fi
 WORK_CPU=0
 AGENT_CPU=$(( $(nproc) > 1 ? 1 : 0 ))
 tmp=$(mktemp -d)
