@@ -216,7 +216,7 @@ impl Config {
             .ok()
             .filter(|p| *p > 0)
             .unwrap_or(4096);
-        if !n.is_power_of_two() || n % page != 0 {
+        if !n.is_power_of_two() || !n.is_multiple_of(page) {
             return Err(invalid(format!(
                 "{n} is not a power of two and a multiple of the page size ({page} bytes), \
                  e.g. 65536 or 16777216"

@@ -29,7 +29,7 @@ pub async fn run(
     serve_metrics(&settings.metrics, &metrics).await?;
     let mut writer = RecordWriter::open(settings.format, settings.output.as_deref())
         .context("opening the output")?;
-    let (tx, mut rx) = mpsc::channel(256);
+    let (tx, mut rx) = mpsc::channel(crate::capture::CHANNEL_BATCHES);
     let (ctl_tx, ctl_rx) = std::sync::mpsc::channel::<filter_ctl::Msg>();
     let (exec_tx, exec_rx) = std::sync::mpsc::channel::<crate::capture::ExecEvent>();
     let policy = settings.policy.clone();
@@ -89,7 +89,7 @@ pub async fn run(
         tokio::select! {
             batch = rx.recv() => {
                 let Some(batch) = batch else { break };
-                for ev in &batch {
+                for ev in batch.events() {
                     conntrack.handle(ev, &mut records);
                 }
                 capture.recycle(batch);

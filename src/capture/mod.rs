@@ -127,7 +127,7 @@ impl CaptureCounters {
 /// when the pipeline's channel closes.
 pub struct Capture {
     stop: Arc<AtomicBool>,
-    recycle: std::sync::mpsc::SyncSender<Vec<SourceEvent>>,
+    recycle: std::sync::mpsc::SyncSender<Batch>,
     thread: Option<JoinHandle<()>>,
     pub counters: Arc<CaptureCounters>,
     /// The control maps, to decide processes and change settings while running.
@@ -154,7 +154,7 @@ impl Capture {
     /// `exec_tx`.
     pub fn start(
         cfg: CaptureConfig,
-        tx: mpsc::Sender<Vec<SourceEvent>>,
+        tx: mpsc::Sender<Batch>,
         exec_tx: std::sync::mpsc::Sender<ExecEvent>,
         init: InitMaps,
     ) -> Result<Capture, CaptureError> {
@@ -194,7 +194,7 @@ impl Capture {
 
     /// Hands a batch the pipeline is done with back to the reader, which reuses its events'
     /// buffers. When the reader already has enough spare batches, this one is dropped.
-    pub fn recycle(&self, batch: Vec<SourceEvent>) {
+    pub fn recycle(&self, batch: Batch) {
         let _ = self.recycle.try_send(batch);
     }
 
@@ -224,8 +224,8 @@ type Ready = std::sync::mpsc::SyncSender<Result<control::ControlMaps, CaptureErr
 
 /// The reader thread's channels: batches out, spare batches back, exec events out.
 struct ReaderIo {
-    tx: mpsc::Sender<Vec<SourceEvent>>,
-    spare: std::sync::mpsc::Receiver<Vec<SourceEvent>>,
+    tx: mpsc::Sender<Batch>,
+    spare: std::sync::mpsc::Receiver<Batch>,
     exec_tx: std::sync::mpsc::Sender<ExecEvent>,
 }
 
@@ -344,8 +344,30 @@ fn run_thread(
 
 /// Events per batch sent to the pipeline: bounds what one batch, and so each spare one, holds.
 const BATCH_EVENTS: usize = 512;
-/// Processed batches the pipeline may hand back for reuse at once.
-const SPARE_BATCHES: usize = 4;
+/// Batches queued between the reader and the pipeline (the channel [`Capture::start`] is
+/// given should hold this many). The ring buffer is the deep buffer; a shallow channel keeps
+/// the batches in flight few enough to be all reused.
+pub const CHANNEL_BATCHES: usize = 16;
+/// Processed batches kept for reuse: as many as can be in flight, so that a reader catching up
+/// with a backlog still finds each batch it needs. What they retain is bounded by
+/// `SPARE_BATCHES * BATCH_EVENTS` payload buffers of at most `capture_bytes` each.
+const SPARE_BATCHES: usize = CHANNEL_BATCHES;
+
+/// Events from the reader to the pipeline, in a buffer that goes back to the reader
+/// ([`Capture::recycle`]) to be refilled.
+#[derive(Debug)]
+pub struct Batch {
+    events: Vec<SourceEvent>,
+    /// Slots of `events` that hold this batch's events; the rest are kept for their buffers.
+    len: usize,
+}
+
+impl Batch {
+    /// The events, in ring-buffer order.
+    pub fn events(&self) -> &[SourceEvent] {
+        self.events.get(..self.len).unwrap_or_default()
+    }
+}
 
 /// The reader's side of the batches: fills one in place, slot by slot, sends it when full or
 /// when the ring is drained, and takes the next from the batches the pipeline gave back, so
@@ -354,17 +376,14 @@ struct Batcher {
     events: Vec<SourceEvent>,
     /// Slots of `events` filled so far; the rest are old events kept for their buffers.
     len: usize,
-    tx: mpsc::Sender<Vec<SourceEvent>>,
-    spare: std::sync::mpsc::Receiver<Vec<SourceEvent>>,
+    tx: mpsc::Sender<Batch>,
+    spare: std::sync::mpsc::Receiver<Batch>,
     /// The pipeline is gone.
     closed: bool,
 }
 
 impl Batcher {
-    fn new(
-        tx: mpsc::Sender<Vec<SourceEvent>>,
-        spare: std::sync::mpsc::Receiver<Vec<SourceEvent>>,
-    ) -> Batcher {
+    fn new(tx: mpsc::Sender<Batch>, spare: std::sync::mpsc::Receiver<Batch>) -> Batcher {
         Batcher {
             events: Vec::with_capacity(BATCH_EVENTS),
             len: 0,
@@ -398,9 +417,14 @@ impl Batcher {
         let next = self
             .spare
             .try_recv()
+            .map(|b| b.events)
             .unwrap_or_else(|_| Vec::with_capacity(BATCH_EVENTS));
-        let mut full = std::mem::replace(&mut self.events, next);
-        full.truncate(self.len);
+        // The slots past `len` keep their buffers: a drain usually ends with a partly filled
+        // batch, and its unused slots serve when it comes back.
+        let full = Batch {
+            events: std::mem::replace(&mut self.events, next),
+            len: self.len,
+        };
         self.len = 0;
         // Waiting here is the back-pressure: the ring fills and the kernel counts the loss.
         if !self.closed && self.tx.blocking_send(full).is_err() {
