@@ -9,22 +9,48 @@ use std::process::{Command, Stdio};
 
 use common::*;
 
-/// Programs of the agent currently loaded, by bpftool (names as the kernel keeps them).
-fn agent_programs() -> usize {
-    let out = Command::new("bpftool")
-        .args(["prog", "show"])
-        .output()
-        .expect("bpftool (Debian: bpftool)");
-    assert!(out.status.success(), "bpftool prog show failed");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| {
-            l.split_whitespace()
-                .skip_while(|w| *w != "name")
-                .nth(1)
-                .is_some_and(|n| n.starts_with("tp_enter_") || n.starts_with("tp_exit_"))
-        })
-        .count()
+/// The ids of the BPF programs and links that process `pid` holds (from its fds' fdinfo), as
+/// ("prog" | "link", id): exactly this agent's, whatever other agents run on the host.
+fn held_bpf_objects(pid: u32) -> Vec<(&'static str, u64)> {
+    let mut out = Vec::new();
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return out;
+    };
+    for fd in fds.flatten() {
+        let target = std::fs::read_link(fd.path()).unwrap_or_default();
+        let target = target.to_string_lossy();
+        if !target.contains("bpf-prog") && !target.contains("bpf_link") {
+            continue;
+        }
+        let info = std::fs::read_to_string(format!(
+            "/proc/{pid}/fdinfo/{}",
+            fd.file_name().to_string_lossy()
+        ))
+        .unwrap_or_default();
+        for (key, kind) in [("prog_id:", "prog"), ("link_id:", "link")] {
+            if let Some(id) = info
+                .lines()
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|v| v.trim().parse().ok())
+            {
+                out.push((kind, id));
+            }
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// Whether the kernel still has this program or link, by bpftool.
+fn bpf_object_exists(kind: &str, id: u64) -> bool {
+    Command::new("bpftool")
+        .args([kind, "show", "id", &id.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("bpftool (Debian: bpftool)")
+        .success()
 }
 
 #[test]
@@ -33,22 +59,31 @@ fn root_sigterm_leaves_no_program_attached() {
         return;
     }
     let _g = LIVE.lock().unwrap_or_else(|e| e.into_inner());
-    let before = agent_programs();
     let agent = Agent::start(&["--pid".to_string(), "1".to_string()]);
+    let held = held_bpf_objects(agent.proc.pid());
+    let links = held.iter().filter(|(k, _)| *k == "link").count();
     assert!(
-        agent_programs() >= before + 20,
-        "the agent's programs are not visible to bpftool"
+        links >= 20,
+        "the agent holds {links} BPF links, not one per tracepoint: {held:?}"
     );
+    assert!(held.iter().all(|(k, id)| bpf_object_exists(k, *id)));
     agent.proc.signal(libc::SIGTERM);
     let mut agent = agent;
     let status = agent.proc.child.wait().expect("wait");
     assert!(status.success(), "SIGTERM exit: {status}");
     // Links and programs go when the agent's fds close; the kernel may take a moment.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while agent_programs() > before && std::time::Instant::now() < deadline {
+    let left = loop {
+        let left: Vec<_> = held
+            .iter()
+            .filter(|(k, id)| bpf_object_exists(k, *id))
+            .collect();
+        if left.is_empty() || std::time::Instant::now() > deadline {
+            break left;
+        }
         std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    assert_eq!(agent_programs(), before, "programs left after SIGTERM");
+    };
+    assert!(left.is_empty(), "left after SIGTERM: {left:?}");
 }
 
 /// Answers one request with a head promising 100 bytes, sends 7 and dies.
