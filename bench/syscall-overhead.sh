@@ -10,14 +10,19 @@
 # write enter+exit programs), which is the probe cost without the noise of a 2-CPU machine,
 # and the events the agent lost.
 # The writer and its drain are pinned to CPU 0, the agent to CPU 1 (when there are two).
-# Usage (root): bench/syscall-overhead.sh [N=1000000] [REPEAT=3]
+# Usage (root): [WIRELENS_BENCH_BIN=DIR] bench/syscall-overhead.sh [N=1000000] [REPEAT=3]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-1000000}
 REPEAT=${2:-3}
-cargo build --release -q -p wirelens --bin wirelens
-cargo build --release -q -p wirelens-bench --bin writeloop
-BIN=$PWD/target/release
+# WIRELENS_BENCH_BIN=DIR: use the wirelens and writeloop binaries in DIR as they are (to compare
+# two builds in the same time window); otherwise build them.
+BIN=${WIRELENS_BENCH_BIN:-}
+if [ -z "$BIN" ]; then
+  cargo build --release -q -p wirelens --bin wirelens
+  cargo build --release -q -p wirelens-bench --bin writeloop
+  BIN=${CARGO_TARGET_DIR:-$PWD/target}/release
+fi
 WORK_CPU=0
 AGENT_CPU=$(( $(nproc) > 1 ? 1 : 0 ))
 tmp=$(mktemp -d)
@@ -40,7 +45,10 @@ prog_stats() {
     END { printf "%d %d\n", t, c }'
 }
 
-one_run() { # $1 = setup; prints "socket_ns devnull_ns prog_ns lost events"
+# CPU time (user + system) of process $1 so far, in ns.
+cpu_ns() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%d\n", ($14 + $15) * 1e9 / hz }' "/proc/$1/stat"; }
+
+one_run() { # $1 = setup; prints "socket_ns devnull_ns prog_ns lost events agent_ns_per_event"
   local setup=$1 d="$tmp/$1.$RANDOM"
   mkdir -p "$d"
   taskset -c "$WORK_CPU" "$BIN/writeloop" "$N" "$d" >"$d/out" &
@@ -60,11 +68,14 @@ one_run() { # $1 = setup; prints "socket_ns devnull_ns prog_ns lost events"
       until grep -q capturing "$d/agent.err" 2>/dev/null; do sleep 0.05; done
       pat="^tp_(enter|exit)_write\$" ;;
   esac
-  local before after
+  local before after cpu0=0 cpu1=0
   before=$(prog_stats "$pat")
+  [ -n "$agent" ] && cpu0=$(cpu_ns "$agent")
   touch "$d/go"
   wait "$wl"
   after=$(prog_stats "$pat")
+  # Let the agent finish what is queued, then take its CPU time (its own work per event).
+  [ -n "$agent" ] && { sleep 0.5; cpu1=$(cpu_ns "$agent"); }
   local prog_ns="-"
   if [ -n "$agent" ]; then
     prog_ns=$(awk -v b="$before" -v a="$after" -v n="$N" 'BEGIN { split(b, x, " "); split(a, y, " "); c = y[2] - x[2]; if (c > 0) printf "%.1f", (y[1] - x[1]) / c * 2; else print "-" }')
@@ -77,7 +88,11 @@ one_run() { # $1 = setup; prints "socket_ns devnull_ns prog_ns lost events"
   local res; res=$(cat "$d/out")
   local s=${res#socket_ns=}; s=${s%% *}
   local n=${res#*devnull_ns=}
-  echo "$s $n $prog_ns ${lost:--} ${events:--}"
+  local per_event="-"
+  if [ -n "${events:-}" ] && [ "${events:-0}" -gt 0 ]; then
+    per_event=$(( (cpu1 - cpu0) / events ))
+  fi
+  echo "$s $n $prog_ns ${lost:--} ${events:--} $per_event"
 }
 
 declare -A rows
@@ -93,13 +108,14 @@ median() { grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}
 col() { printf '%s' "${rows[$1]}" | awk -v c="$2" '{print $c}' | median; }
 printf '\nns per 100-byte write, median of %s runs of %s writes (kernel %s, %s CPUs)\n' \
   "$REPEAT" "$N" "$(uname -r)" "$(nproc)"
-printf '%-10s %10s %10s %14s %14s %16s %8s\n' setup socket /dev/null socket-floor devnull-floor "bpf ns/write" lost
+printf '%-10s %10s %10s %14s %14s %16s %8s %16s\n' setup socket /dev/null socket-floor devnull-floor "bpf ns/write" lost "agent ns/event"
 fs=$(col floor 1); fd=$(col floor 2)
 for setup in none floor filtered captured; do
   awk -v n="$setup" -v s="$(col "$setup" 1)" -v d="$(col "$setup" 2)" -v fs="$fs" -v fd="$fd" \
-      -v p="$(col "$setup" 3)" -v l="$(col "$setup" 4)" \
-    'BEGIN { printf "%-10s %10.1f %10.1f %14.1f %14.1f %16s %8s\n", n, s, d, s - fs, d - fd, p, l }'
+      -v p="$(col "$setup" 3)" -v l="$(col "$setup" 4)" -v a="$(col "$setup" 6)" \
+    'BEGIN { printf "%-10s %10.1f %10.1f %14.1f %14.1f %16s %8s %16s\n", n, s, d, s - fs, d - fd, p, l, a }'
 done
 echo "captured: kernel_events per run $(col captured 5) of $N writes"
 echo "targets: filtered <= floor + 50 ns; captured <= floor + 600 ns with lost = 0"
 echo "bpf ns/write: the agent's (or floor's) programs on sys_enter_write + sys_exit_write, as the kernel measures them"
+echo "agent ns/event: the agent's CPU time (user + system, /proc) per event captured, while the workload ran"

@@ -258,6 +258,13 @@ static __always_inline long copy_payload(struct wl_scratch *s, struct wl_args *a
 	return off;
 }
 
+/* Wake the reader only once `wakeup_bytes` are queued; its timer drains the rest. */
+static __always_inline __u64 wakeup_flags(void)
+{
+	return bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP
+									     : BPF_RB_NO_WAKEUP;
+}
+
 /* Sends the stashed length header as its own data event, before the message it announced. */
 static __always_inline void emit_stash(struct wl_conn *c, __u8 dir, __u8 proto)
 {
@@ -393,10 +400,7 @@ static __always_inline int data_exit(long ret)
 	if (c->sock_type == WL_SOCK_DGRAM && args.addr)
 		read_peer(&s->hdr.conn, args.addr);
 
-	__u64 flags = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes
-			      ? BPF_RB_FORCE_WAKEUP
-			      : BPF_RB_NO_WAKEUP;
-	if (bpf_ringbuf_output(&events, s, sizeof(s->hdr) + n, flags))
+	if (bpf_ringbuf_output(&events, s, sizeof(s->hdr) + n, wakeup_flags()))
 		count(WL_CNT_RB_FULL_DATA);
 	else
 		count(WL_CNT_DATA_EVENTS);
@@ -532,7 +536,9 @@ int tp_enter_close(struct trace_event_raw_sys_enter *ctx)
 			e->type = WL_EV_CLOSE;
 			e->ts_ns = bpf_ktime_get_ns();
 			e->conn = *c;
-			bpf_ringbuf_submit(e, 0);
+			/* Batched like data events: a close needs no reader of its own. */
+			bpf_ringbuf_submit(e, wakeup_flags());
+			count(WL_CNT_CLOSE_EVENTS);
 		} else {
 			count(WL_CNT_RB_FULL_CLOSE);
 		}

@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::aggregate::{AggregationConfig, AggregationSettings};
-use crate::capture::{CaptureConfig, MAX_CAPTURE_BYTES};
+use crate::capture::{
+    CaptureConfig, DEFAULT_RING_BUFFER_BYTES, MAX_CAPTURE_BYTES, MAX_RING_BUFFER_BYTES,
+};
 use crate::conntrack::ConntrackConfig;
 use crate::export::otlp::{OtlpConfig, OtlpSettings};
 use crate::export::MetricsEndpoint;
@@ -33,6 +35,9 @@ pub struct Config {
     pub idle_timeout_ms: u64,
     /// Connections tracked at once in user space.
     pub max_connections: usize,
+    /// Size of the kernel-to-user ring buffer, bytes: a power of two and a multiple of the
+    /// page size.
+    pub ring_buffer_bytes: u64,
     /// Ring buffer bytes queued before the kernel wakes the reader.
     pub wakeup_bytes: u64,
     /// The reader drains the ring buffer at least this often, ms.
@@ -68,6 +73,7 @@ impl Default for Config {
             request_timeout_ms: 30_000,
             idle_timeout_ms: 300_000,
             max_connections: 65_536,
+            ring_buffer_bytes: DEFAULT_RING_BUFFER_BYTES,
             wakeup_bytes: 256 * 1024,
             drain_interval_ms: 20,
             stats_interval_s: 60,
@@ -185,6 +191,7 @@ impl Config {
                 message: "must be at least 1".into(),
             });
         }
+        let ring_buffer_bytes = self.ring_buffer_bytes()?;
         let aggregation = self
             .aggregation
             .build()
@@ -205,7 +212,9 @@ impl Config {
             kubernetes,
             capture: CaptureConfig {
                 capture_bytes: self.capture_bytes,
-                wakeup_bytes: self.wakeup_bytes,
+                ring_buffer_bytes,
+                // A threshold the ring cannot reach would leave only the drain timer.
+                wakeup_bytes: self.wakeup_bytes.min(u64::from(ring_buffer_bytes) / 2),
                 drain_interval: std::time::Duration::from_millis(self.drain_interval_ms),
             },
             conntrack: ConntrackConfig {
@@ -224,6 +233,44 @@ impl Config {
                 explicit: self.metrics_addr.is_some(),
             },
         })
+    }
+}
+
+impl Config {
+    /// `ring_buffer_bytes`, checked: what the kernel accepts for a ring buffer (a power of two
+    /// and a multiple of the page size), no larger than [`MAX_RING_BUFFER_BYTES`], and room for
+    /// at least two events of the largest size `capture_bytes` allows.
+    fn ring_buffer_bytes(&self) -> Result<u32, ConfigError> {
+        let n = self.ring_buffer_bytes;
+        let invalid = |message: String| ConfigError::Invalid {
+            field: "ring_buffer_bytes",
+            message,
+        };
+        // SAFETY: sysconf has no preconditions.
+        let page = u64::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) })
+            .ok()
+            .filter(|p| *p > 0)
+            .unwrap_or(4096);
+        if !n.is_power_of_two() || !n.is_multiple_of(page) {
+            return Err(invalid(format!(
+                "{n} is not a power of two and a multiple of the page size ({page} bytes), \
+                 e.g. 65536 or 16777216"
+            )));
+        }
+        if n > MAX_RING_BUFFER_BYTES {
+            return Err(invalid(format!(
+                "{n} is larger than the {MAX_RING_BUFFER_BYTES} bytes allowed"
+            )));
+        }
+        let need = 2 * crate::capture::record_bytes(self.capture_bytes);
+        if n < need {
+            return Err(invalid(format!(
+                "{n} bytes cannot hold two events of capture_bytes {} ({need} bytes): \
+                 raise it or lower capture_bytes",
+                self.capture_bytes
+            )));
+        }
+        u32::try_from(n).map_err(|_| invalid(format!("{n} does not fit in 32 bits")))
     }
 }
 
@@ -310,6 +357,37 @@ mod tests {
         let c = Config::parse("aggregation:\n  routes: [\"/a\", \"b/{c}\"]\n").unwrap();
         let e = c.build().unwrap_err().to_string();
         assert_eq!(e, "aggregation.routes[1]: `b/{c}` does not start with `/`");
+    }
+
+    #[test]
+    fn ring_buffer_bytes_is_checked() {
+        let s = Config::default().build().unwrap();
+        assert_eq!(s.capture.ring_buffer_bytes, 16 * 1024 * 1024);
+        assert_eq!(s.capture.wakeup_bytes, 256 * 1024);
+        let c = Config::parse("ring_buffer_bytes: 65536\ncapture_bytes: 1024\n").unwrap();
+        let s = c.build().unwrap();
+        assert_eq!(s.capture.ring_buffer_bytes, 65536);
+        // The wake-up threshold is lowered to half a ring it could never reach.
+        assert_eq!(s.capture.wakeup_bytes, 32768);
+        for bad in ["100000", "65537", "2048", "0"] {
+            let c = Config::parse(&format!("ring_buffer_bytes: {bad}\n")).unwrap();
+            let e = c.build().unwrap_err().to_string();
+            assert!(
+                e.starts_with("`ring_buffer_bytes`: ") && e.contains("power of two"),
+                "{bad}: {e}"
+            );
+        }
+        let c = Config::parse("ring_buffer_bytes: 2147483648\n").unwrap();
+        let e = c.build().unwrap_err().to_string();
+        assert!(e.contains("larger than"), "{e}");
+        // 8 KiB cannot hold two events of 4 KiB, with their headers.
+        let c = Config::parse("ring_buffer_bytes: 8192\n").unwrap();
+        let e = c.build().unwrap_err().to_string();
+        assert!(e.contains("cannot hold two events"), "{e}");
+        let c = Config::parse("ring_buffer_bytes: 8192\ncapture_bytes: 256\n").unwrap();
+        assert_eq!(c.build().unwrap().capture.ring_buffer_bytes, 8192);
+        let (field, _) = Config::parse("ring_buffer_bytes: -1\n").unwrap_err();
+        assert_eq!(field, "ring_buffer_bytes");
     }
 
     /// The shape issue #4 documents, as users write it.

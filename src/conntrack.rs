@@ -137,9 +137,9 @@ impl Conntrack {
     }
 
     /// Handles one event; finished exchanges are appended to `out`.
-    pub fn handle(&mut self, ev: SourceEvent, out: &mut Vec<Record>) {
-        match ev {
-            SourceEvent::Data(d) => self.data(d, out),
+    pub fn handle(&mut self, ev: &SourceEvent, out: &mut Vec<Record>) {
+        match *ev {
+            SourceEvent::Data(ref d) => self.data(d, out),
             SourceEvent::Close { conn, ts_ns, reset } => {
                 let exact = FlowKey { conn, peer: None };
                 let keys: Vec<FlowKey> = if self.conns.contains(&exact) {
@@ -163,11 +163,11 @@ impl Conntrack {
         }
     }
 
-    fn data(&mut self, d: DataEvent, out: &mut Vec<Record>) {
+    fn data(&mut self, d: &DataEvent, out: &mut Vec<Record>) {
         self.stats.data_events += 1;
         self.stats.data_bytes += d.data.len() as u64;
         self.stats.missing_bytes += d.missing;
-        let key = FlowKey::of(&d);
+        let key = FlowKey::of(d);
         if !self.conns.contains(&key) {
             let conn = Conn {
                 client: None,
@@ -187,7 +187,12 @@ impl Conntrack {
             return;
         };
         c.last_ts_ns = c.last_ts_ns.max(d.ts_ns);
-        let inferred = infer(&d.data, d.data.len() as u64 + d.missing, d.transport);
+        // Inference only matters until the side and the protocol are known.
+        let inferred = if c.client.is_none() || c.protocol.is_none() {
+            infer(&d.data, d.data.len() as u64 + d.missing, d.transport)
+        } else {
+            None
+        };
         if c.client.is_none() {
             c.client = match (d.client, inferred) {
                 (ClientHint::Client(a), _) => Some(a),
@@ -226,6 +231,9 @@ impl Conntrack {
             },
             &mut self.scratch,
         );
+        if self.scratch.is_empty() {
+            return;
+        }
         let (role, server, process) = describe(c, client);
         for ex in self.scratch.drain(..) {
             self.stats.exchanges += 1;
@@ -241,10 +249,12 @@ impl Conntrack {
             if let (Some(p), Some(client)) = (c.parser.as_mut(), c.client) {
                 self.scratch.clear();
                 p.expire(now_ns, timeout, &mut self.scratch);
-                let (role, server, process) = describe(c, client);
-                for ex in self.scratch.drain(..) {
-                    self.stats.exchanges += 1;
-                    out.push(Record::new(ex, role, client, server, process.clone()));
+                if !self.scratch.is_empty() {
+                    let (role, server, process) = describe(c, client);
+                    for ex in self.scratch.drain(..) {
+                        self.stats.exchanges += 1;
+                        out.push(Record::new(ex, role, client, server, process.clone()));
+                    }
                 }
             }
             if now_ns.saturating_sub(c.last_ts_ns) > self.cfg.idle_timeout_ns {

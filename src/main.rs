@@ -31,6 +31,10 @@ enum Command {
         /// Payload prefix copied per read/write call, bytes (1..=8192).
         #[arg(long)]
         capture_bytes: Option<u32>,
+        /// Size of the kernel-to-user ring buffer, bytes (a power of two, a multiple of the
+        /// page size) [default: 16777216].
+        #[arg(long)]
+        ring_buffer_bytes: Option<u64>,
         /// Output format.
         #[arg(long, value_enum)]
         format: Option<Format>,
@@ -73,10 +77,21 @@ fn main() -> ExitCode {
             config,
             pids,
             capture_bytes,
+            ring_buffer_bytes,
             format,
             output,
             metrics_addr,
-        } => run(config, pids, capture_bytes, format, output, metrics_addr),
+        } => run(
+            config,
+            pids,
+            RunFlags {
+                capture_bytes,
+                ring_buffer_bytes,
+                format,
+                output,
+                metrics_addr,
+            },
+        ),
         Command::Replay {
             format,
             output,
@@ -100,14 +115,23 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(
-    config: Option<PathBuf>,
-    pids: Vec<u32>,
+/// `run` flags that override the configuration file.
+struct RunFlags {
     capture_bytes: Option<u32>,
+    ring_buffer_bytes: Option<u64>,
     format: Option<Format>,
     output: Option<PathBuf>,
     metrics_addr: Option<std::net::SocketAddr>,
-) -> anyhow::Result<()> {
+}
+
+fn run(config: Option<PathBuf>, pids: Vec<u32>, flags: RunFlags) -> anyhow::Result<()> {
+    let RunFlags {
+        capture_bytes,
+        ring_buffer_bytes,
+        format,
+        output,
+        metrics_addr,
+    } = flags;
     let cli_pids = pids.clone();
     let mut cfg = match &config {
         Some(path) => Config::load(path)?,
@@ -130,6 +154,9 @@ fn run(
     });
     if let Some(n) = capture_bytes {
         cfg.capture_bytes = n;
+    }
+    if let Some(n) = ring_buffer_bytes {
+        cfg.ring_buffer_bytes = n;
     }
     if let Some(f) = format {
         cfg.format = f;

@@ -63,7 +63,7 @@ pub fn replay_into(
                 crate::event::SourceEvent::Data(d) => d.ts_ns,
                 _ => 0,
             };
-            conntrack.handle(ev, &mut records);
+            conntrack.handle(&ev, &mut records);
             if ts > last_sweep.saturating_add(SWEEP_EVERY_NS) {
                 conntrack.sweep(ts, &mut records);
                 last_sweep = ts;

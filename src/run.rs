@@ -34,7 +34,7 @@ pub async fn run(
     };
     let mut writer = RecordWriter::open(settings.format, settings.output.as_deref())
         .context("opening the output")?;
-    let (tx, mut rx) = mpsc::channel(256);
+    let (tx, mut rx) = mpsc::channel(crate::capture::CHANNEL_BATCHES);
     let (ctl_tx, ctl_rx) = std::sync::mpsc::channel::<filter_ctl::Msg>();
     let (exec_tx, exec_rx) = std::sync::mpsc::channel::<crate::capture::ExecEvent>();
     if let Some(k) = &settings.kubernetes {
@@ -100,9 +100,10 @@ pub async fn run(
         tokio::select! {
             batch = rx.recv() => {
                 let Some(batch) = batch else { break };
-                for ev in batch {
+                for ev in batch.events() {
                     conntrack.handle(ev, &mut records);
                 }
+                capture.recycle(batch);
                 write_all(&mut writer, &mut records, &metrics, otlp.as_ref())?;
             }
             _ = sweep.tick() => {
@@ -214,7 +215,8 @@ pub fn summary(c: &CaptureCounters, s: &ConntrackStats, written: u64) -> String 
     format!(
         "records={written} kernel_events={} lost_ringbuf={} read_faults={} conn_table_full={} \
          inflight_full={} decode_errors={} conns={} parse_errors={} unmatched_responses={} \
-         lost_in_gap={} undetermined_side={} unknown_protocol={} conns_left_alone={}",
+         lost_in_gap={} undetermined_side={} unknown_protocol={} conns_left_alone={} \
+         received_events={} kernel_closes={} received_closes={}",
         c.kernel_data_events.load(Relaxed),
         c.lost(),
         c.kernel_read_faults.load(Relaxed),
@@ -228,6 +230,9 @@ pub fn summary(c: &CaptureCounters, s: &ConntrackStats, written: u64) -> String 
         s.undetermined_side_events,
         s.unknown_protocol_events,
         s.conns_left_alone,
+        c.data_events_received.load(Relaxed),
+        c.kernel_close_events.load(Relaxed),
+        c.close_events_received.load(Relaxed),
     )
 }
 

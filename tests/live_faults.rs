@@ -1,5 +1,6 @@
 //! Fault drills: the agent stopped with SIGTERM leaves no program attached; a server killed
-//! mid-response gives the request a `reset` status. Root only (CI is root);
+//! mid-response gives the request a `reset` status; a ring buffer too small for a burst loses
+//! events, counts each one, and captures what comes after. Root only (CI is root);
 //! WIRELENS_SKIP_ROOT_TESTS=1 skips them.
 
 mod common;
@@ -8,43 +9,48 @@ use std::process::{Command, Stdio};
 
 use common::*;
 
-/// The BPF programs and links a process holds, by id, read from its fds' fdinfo (a program
-/// fd says `prog_id:`, a link fd `link_id:` and `prog_id:`). Only this agent's objects, even
-/// when other agents run on the machine.
-fn held_bpf_ids(pid: u32) -> (Vec<u32>, Vec<u32>) {
-    let (mut progs, mut links) = (Vec::new(), Vec::new());
-    let dir = format!("/proc/{pid}/fdinfo");
-    for entry in std::fs::read_dir(&dir).expect("fdinfo").flatten() {
-        let Ok(text) = std::fs::read_to_string(entry.path()) else {
+/// The ids of the BPF programs and links that process `pid` holds (from its fds' fdinfo), as
+/// ("prog" | "link", id): exactly this agent's, whatever other agents run on the host.
+fn held_bpf_objects(pid: u32) -> Vec<(&'static str, u64)> {
+    let mut out = Vec::new();
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return out;
+    };
+    for fd in fds.flatten() {
+        let target = std::fs::read_link(fd.path()).unwrap_or_default();
+        let target = target.to_string_lossy();
+        if !target.contains("bpf-prog") && !target.contains("bpf_link") {
             continue;
-        };
-        for line in text.lines() {
-            let mut kv = line.splitn(2, ':');
-            let (Some(k), Some(v)) = (kv.next(), kv.next()) else {
-                continue;
-            };
-            let Ok(id) = v.trim().parse::<u32>() else {
-                continue;
-            };
-            match k.trim() {
-                "prog_id" if !progs.contains(&id) => progs.push(id),
-                "link_id" => links.push(id),
-                _ => {}
+        }
+        let info = std::fs::read_to_string(format!(
+            "/proc/{pid}/fdinfo/{}",
+            fd.file_name().to_string_lossy()
+        ))
+        .unwrap_or_default();
+        for (key, kind) in [("prog_id:", "prog"), ("link_id:", "link")] {
+            if let Some(id) = info
+                .lines()
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|v| v.trim().parse().ok())
+            {
+                out.push((kind, id));
             }
         }
     }
-    (progs, links)
+    out.sort_unstable();
+    out.dedup();
+    out
 }
 
-/// Whether bpftool still finds the program or link `id`.
-fn bpf_object_exists(kind: &str, id: u32) -> bool {
-    let out = Command::new("bpftool")
+/// Whether the kernel still has this program or link, by bpftool.
+fn bpf_object_exists(kind: &str, id: u64) -> bool {
+    Command::new("bpftool")
         .args([kind, "show", "id", &id.to_string()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
-        .expect("bpftool (Debian: bpftool)");
-    out.success()
+        .expect("bpftool (Debian: bpftool)")
+        .success()
 }
 
 #[test]
@@ -54,46 +60,30 @@ fn root_sigterm_leaves_no_program_attached() {
     }
     let _g = LIVE.lock().unwrap_or_else(|e| e.into_inner());
     let agent = Agent::start(&["--pid".to_string(), "1".to_string()]);
-    let (progs, links) = held_bpf_ids(agent.proc.pid());
+    let held = held_bpf_objects(agent.proc.pid());
+    let links = held.iter().filter(|(k, _)| *k == "link").count();
     assert!(
-        progs.len() >= 20 && links.len() >= 20,
-        "the agent holds {} programs and {} links; expected its tracepoints",
-        progs.len(),
-        links.len()
+        links >= 20,
+        "the agent holds {links} BPF links, not one per tracepoint: {held:?}"
     );
-    assert!(
-        progs.iter().all(|&id| bpf_object_exists("prog", id)),
-        "bpftool does not see the agent's programs"
-    );
+    assert!(held.iter().all(|(k, id)| bpf_object_exists(k, *id)));
     agent.proc.signal(libc::SIGTERM);
     let mut agent = agent;
     let status = agent.proc.child.wait().expect("wait");
     assert!(status.success(), "SIGTERM exit: {status}");
     // Links and programs go when the agent's fds close; the kernel may take a moment.
-    let left = || {
-        let p: Vec<u32> = progs
-            .iter()
-            .copied()
-            .filter(|&id| bpf_object_exists("prog", id))
-            .collect();
-        let l: Vec<u32> = links
-            .iter()
-            .copied()
-            .filter(|&id| bpf_object_exists("link", id))
-            .collect();
-        (p, l)
-    };
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let mut now = left();
-    while (!now.0.is_empty() || !now.1.is_empty()) && std::time::Instant::now() < deadline {
+    let left = loop {
+        let left: Vec<_> = held
+            .iter()
+            .filter(|(k, id)| bpf_object_exists(k, *id))
+            .collect();
+        if left.is_empty() || std::time::Instant::now() > deadline {
+            break left;
+        }
         std::thread::sleep(std::time::Duration::from_millis(100));
-        now = left();
-    }
-    assert_eq!(
-        now,
-        (vec![], vec![]),
-        "programs and links left after SIGTERM"
-    );
+    };
+    assert!(left.is_empty(), "left after SIGTERM: {left:?}");
 }
 
 /// Answers one request with a head promising 100 bytes, sends 7 and dies.
@@ -173,4 +163,233 @@ fn wait_for_port_once(port: u16) {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     panic!("nothing listens on {port}");
+}
+
+/// Slots of the kernel's `counters` map (enum wl_counter in bpf/wirelens.h).
+const CNT_RB_FULL_DATA: usize = 0;
+const CNT_RB_FULL_CLOSE: usize = 1;
+const CNT_DATA_EVENTS: usize = 3;
+const CNT_RB_FULL_EXEC: usize = 6;
+const CNT_CLOSE_EVENTS: usize = 7;
+
+/// The kernel's counters of the agent with process id `pid`, summed over CPUs, read with
+/// bpftool from the `counters` map that this agent holds open (found through its fds, so other
+/// agents running on the host do not count).
+fn kernel_counters(pid: u32) -> [u64; 8] {
+    let mut ids = Vec::new();
+    for fd in std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("agent fds")
+        .flatten()
+    {
+        let target = std::fs::read_link(fd.path()).unwrap_or_default();
+        if target.to_string_lossy() != "anon_inode:bpf-map" {
+            continue;
+        }
+        let info = std::fs::read_to_string(format!(
+            "/proc/{pid}/fdinfo/{}",
+            fd.file_name().to_string_lossy()
+        ))
+        .unwrap_or_default();
+        if let Some(id) = info
+            .lines()
+            .find_map(|l| l.strip_prefix("map_id:"))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+        {
+            ids.push(id);
+        }
+    }
+    for id in ids {
+        let show = Command::new("bpftool")
+            .args(["-j", "map", "show", "id", &id.to_string()])
+            .output()
+            .expect("bpftool");
+        let meta: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap_or_default();
+        if meta["name"] != "counters" {
+            continue;
+        }
+        let dump = Command::new("bpftool")
+            .args(["-j", "map", "dump", "id", &id.to_string()])
+            .output()
+            .expect("bpftool");
+        let entries: serde_json::Value =
+            serde_json::from_slice(&dump.stdout).expect("bpftool map dump JSON");
+        let mut out = [0u64; 8];
+        for e in entries.as_array().expect("entries") {
+            let f = &e["formatted"];
+            let slot = f["key"].as_u64().expect("key") as usize;
+            let sum: u64 = f["values"]
+                .as_array()
+                .expect("per-CPU values")
+                .iter()
+                .map(|v| v["value"].as_u64().expect("value"))
+                .sum();
+            if let Some(o) = out.get_mut(slot) {
+                *o = sum;
+            }
+        }
+        return out;
+    }
+    panic!("no `counters` map among the agent's fds");
+}
+
+/// One `name=value` of the agent's exit summary.
+fn summary_field(stderr: &str, name: &str) -> u64 {
+    let line = stderr
+        .lines()
+        .rfind(|l| l.starts_with("wirelens: records="))
+        .unwrap_or_else(|| panic!("no exit summary in {stderr}"));
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(&format!("{name}=")))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {line}"))
+}
+
+/// `wirelens_events_lost_total{stage="ringbuf"}` as the agent serves it.
+fn metric_ringbuf_lost(port: u16) -> Option<u64> {
+    let out = Command::new("curl")
+        .args(["-s", "--max-time", "5"])
+        .arg(format!("http://127.0.0.1:{port}/metrics"))
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout).lines().find_map(|l| {
+        l.strip_prefix("wirelens_events_lost_total{stage=\"ringbuf\"} ")
+            .and_then(|v| v.trim().parse().ok())
+    })
+}
+
+/// `curl` fetching `urls` (a curl URL glob) on one keep-alive connection; the status codes it
+/// got, one per request.
+fn curl_statuses(extra: &[&str], urls: &str) -> Vec<u16> {
+    let out = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}\n"])
+        .args(extra)
+        .arg(urls)
+        .output()
+        .expect("curl");
+    assert!(out.status.success(), "curl failed: {out:?}");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.parse().expect("status code"))
+        .collect()
+}
+
+/// A ring buffer of one page cannot hold a burst of 2,000 requests while the agent is paused:
+/// the kernel drops events, and every one is counted the same way in the kernel, in the exit summary and on /metrics.
+/// nginx's worker (the only process captured) reads each request with one recv and answers it
+/// with one writev, so it makes exactly two data calls per request; recvs that find nothing
+/// (EAGAIN) and the final EOF return <= 0 and are not events. So the data events the kernel
+/// tried to send are 2 x requests, each either sent (and then received by the agent) or
+/// counted as lost. After the burst, a slow run of requests fits the ring and is captured
+/// completely.
+#[test]
+fn root_tiny_ring_buffer_counts_every_lost_event_and_recovers() {
+    if !root_tests_enabled() {
+        return;
+    }
+    let _g = LIVE.lock().unwrap_or_else(|e| e.into_inner());
+    const BURST: usize = 2000;
+    const SLOW: usize = 20;
+    let nginx = Nginx::start();
+    let worker = nginx.workers()[0];
+    let metrics_port = free_port();
+    let agent = Agent::start(&[
+        "--pid".into(),
+        worker.to_string(),
+        "--ring-buffer-bytes".into(),
+        "4096".into(),
+        "--capture-bytes".into(),
+        "256".into(),
+        "--metrics-addr".into(),
+        format!("127.0.0.1:{metrics_port}"),
+    ]);
+    let base = format!("http://127.0.0.1:{}", nginx.port);
+
+    // The agent is paused (as a loaded node may deschedule it) while the burst runs: the ring
+    // fills after a few events and the kernel drops the rest, a number the test cannot
+    // choose but the counters must agree on.
+    agent.proc.signal(libc::SIGSTOP);
+    let burst = curl_statuses(&[], &format!("{base}/echo?burst=[1-{BURST}]"));
+    agent.proc.signal(libc::SIGCONT);
+    assert_eq!(burst.len(), BURST);
+    assert!(burst.iter().all(|s| *s == 201), "{burst:?}");
+    // The pipeline recovers: 20 requests a second fit in the ring between two drains.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let slow = curl_statuses(&["--rate", "20/s"], &format!("{base}/echo?slow=[1-{SLOW}]"));
+    assert_eq!(slow, vec![201; SLOW]);
+
+    // Both connections are closed (curl exited); the reader reads the kernel's counters every
+    // 500 ms and /metrics is refreshed every second.
+    let k = {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let k = kernel_counters(agent.proc.pid());
+            let lost = k[CNT_RB_FULL_DATA] + k[CNT_RB_FULL_CLOSE] + k[CNT_RB_FULL_EXEC];
+            if metric_ringbuf_lost(metrics_port) == Some(lost) {
+                break k;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "/metrics says {:?} ringbuf losses, the kernel {lost}",
+                metric_ringbuf_lost(metrics_port)
+            );
+            std::thread::sleep(std::time::Duration::from_millis(250));
+        }
+    };
+    let lost_data = k[CNT_RB_FULL_DATA];
+    let lost = lost_data + k[CNT_RB_FULL_CLOSE] + k[CNT_RB_FULL_EXEC];
+    eprintln!(
+        "data events sent {} lost {lost_data}; closes sent {} lost {}",
+        k[CNT_DATA_EVENTS], k[CNT_CLOSE_EVENTS], k[CNT_RB_FULL_CLOSE]
+    );
+    assert!(lost_data > 0, "a one-page ring lost nothing: {k:?}");
+    assert_eq!(
+        k[CNT_DATA_EVENTS] + lost_data,
+        2 * (BURST + SLOW) as u64,
+        "data events sent + lost is not two per request: {k:?}"
+    );
+    assert_eq!(
+        k[CNT_CLOSE_EVENTS] + k[CNT_RB_FULL_CLOSE],
+        2,
+        "two connections closed: {k:?}"
+    );
+
+    let (records, stderr) = agent.stop();
+    assert_eq!(summary_field(&stderr, "lost_ringbuf"), lost, "{stderr}");
+    assert_eq!(
+        summary_field(&stderr, "kernel_events"),
+        k[CNT_DATA_EVENTS],
+        "{stderr}"
+    );
+    // Every event the kernel sent reached the pipeline.
+    assert_eq!(
+        summary_field(&stderr, "received_events"),
+        k[CNT_DATA_EVENTS],
+        "{stderr}"
+    );
+    assert_eq!(
+        summary_field(&stderr, "received_closes"),
+        k[CNT_CLOSE_EVENTS],
+        "{stderr}"
+    );
+
+    let path = |r: &serde_json::Value| r["request"]["path"].as_str().unwrap_or("").to_string();
+    let burst_records = records
+        .iter()
+        .filter(|r| path(r).starts_with("/echo?burst="))
+        .count();
+    assert!(burst_records < BURST, "{burst_records} burst records");
+    let mut slow_paths: Vec<String> = records
+        .iter()
+        .filter(|r| path(r).starts_with("/echo?slow="))
+        .map(|r| {
+            assert_eq!(r["response"]["status"], 201, "{r}");
+            assert_eq!(r["status"], "ok", "{r}");
+            assert_eq!(r["role"], "server", "{r}");
+            path(r)
+        })
+        .collect();
+    slow_paths.sort();
+    let mut want: Vec<String> = (1..=SLOW).map(|i| format!("/echo?slow={i}")).collect();
+    want.sort();
+    assert_eq!(slow_paths, want, "{stderr}");
 }

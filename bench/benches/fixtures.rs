@@ -45,7 +45,7 @@ fn run(events: &[SourceEvent]) -> usize {
     let mut ct = Conntrack::new(ConntrackConfig::default());
     let mut out = Vec::new();
     for ev in events {
-        ct.handle(ev.clone(), &mut out);
+        ct.handle(ev, &mut out);
     }
     ct.finish(0, &mut out);
     out.len()

@@ -68,83 +68,151 @@ pub enum Decoded {
     Exec(super::ExecEvent),
 }
 
-/// Decodes one ring-buffer record.
-pub fn decode(bytes: &[u8], clock: Clock) -> Result<Decoded, DecodeError> {
-    let kind = *bytes.first().ok_or(DecodeError::Empty)?;
-    if kind as u32 == wl_event_type::WL_EV_EXEC.0 {
-        let mut ev = wl_exec_event::default();
-        plain::copy_from_bytes(&mut ev, bytes).map_err(|_| DecodeError::Short {
-            kind,
-            len: bytes.len(),
-        })?;
-        return Ok(Decoded::Exec(super::ExecEvent {
-            tgid: ev.tgid,
-            ts_ns: clock.to_unix(ev.ts_ns),
-        }));
-    }
-    decode_event(bytes, kind, clock).map(Decoded::Event)
+/// What [`decode_into`] found.
+#[derive(Clone, Copy, Debug)]
+pub enum Kind {
+    /// A data event, now in the slot.
+    Data,
+    /// A close event, now in the slot.
+    Close,
+    /// An exec event (the slot is untouched).
+    Exec(super::ExecEvent),
 }
 
-fn decode_event(bytes: &[u8], kind: u8, clock: Clock) -> Result<SourceEvent, DecodeError> {
+/// Decodes one ring-buffer record into a new event.
+pub fn decode(bytes: &[u8], clock: Clock) -> Result<Decoded, DecodeError> {
+    let mut slot = SourceEvent::End { ts_ns: 0 };
+    Ok(match decode_into(bytes, clock, &mut slot)? {
+        Kind::Exec(ev) => Decoded::Exec(ev),
+        Kind::Data | Kind::Close => Decoded::Event(slot),
+    })
+}
+
+/// Decodes one ring-buffer record into `slot`, reusing the buffers of the data event it held
+/// (payload, process name): the reader's batches come back from the pipeline, so a steady
+/// stream of events allocates nothing here. On error the slot holds no meaningful event.
+pub fn decode_into(
+    bytes: &[u8],
+    clock: Clock,
+    slot: &mut SourceEvent,
+) -> Result<Kind, DecodeError> {
+    let kind = *bytes.first().ok_or(DecodeError::Empty)?;
+    let short = || DecodeError::Short {
+        kind,
+        len: bytes.len(),
+    };
     if kind as u32 == wl_event_type::WL_EV_DATA.0 {
         let mut hdr = wl_data_event::default();
-        plain::copy_from_bytes(&mut hdr, bytes).map_err(|_| DecodeError::Short {
-            kind,
-            len: bytes.len(),
-        })?;
+        plain::copy_from_bytes(&mut hdr, bytes).map_err(|_| short())?;
         let start = std::mem::size_of::<wl_data_event>();
         let end = start.saturating_add(hdr.captured as usize).min(bytes.len());
-        let data = bytes[start..end].to_vec();
-        let (local, remote) = endpoints(&hdr.conn)?;
-        let egress = hdr.dir as u32 == wl_direction::WL_DIR_EGRESS.0;
-        let (src, dst) = if egress {
-            (local, remote)
-        } else {
-            (remote, local)
+        fill_data(&hdr, bytes.get(start..end).unwrap_or_default(), clock, slot)?;
+        Ok(Kind::Data)
+    } else if kind as u32 == wl_event_type::WL_EV_CLOSE.0 {
+        let mut ev = wl_close_event::default();
+        plain::copy_from_bytes(&mut ev, bytes).map_err(|_| short())?;
+        *slot = SourceEvent::Close {
+            conn: key(&ev.conn),
+            ts_ns: clock.to_unix(ev.ts_ns),
+            reset: false,
         };
-        let client = match hdr.conn.role as u32 {
-            r if r == wl_role::WL_ROLE_CLIENT.0 => ClientHint::Client(local),
-            r if r == wl_role::WL_ROLE_SERVER.0 => ClientHint::Client(remote),
-            _ => ClientHint::Unknown,
-        };
-        let captured = data.len() as u64;
-        let failed = hdr.flags as u32 & wl_data_flags::WL_DATA_READ_FAILED.0 != 0;
-        Ok(SourceEvent::Data(DataEvent {
-            conn: key(&hdr.conn),
-            ts_ns: clock.to_unix(hdr.ts_ns),
+        Ok(Kind::Close)
+    } else if kind as u32 == wl_event_type::WL_EV_EXEC.0 {
+        let mut ev = wl_exec_event::default();
+        plain::copy_from_bytes(&mut ev, bytes).map_err(|_| short())?;
+        Ok(Kind::Exec(super::ExecEvent {
+            tgid: ev.tgid,
+            ts_ns: clock.to_unix(ev.ts_ns),
+        }))
+    } else {
+        Err(DecodeError::UnknownType(kind))
+    }
+}
+
+/// Writes a data event into `slot`, in place when it already holds one.
+fn fill_data(
+    hdr: &wl_data_event,
+    payload: &[u8],
+    clock: Clock,
+    slot: &mut SourceEvent,
+) -> Result<(), DecodeError> {
+    let (local, remote) = endpoints(&hdr.conn)?;
+    let egress = hdr.dir as u32 == wl_direction::WL_DIR_EGRESS.0;
+    let (src, dst) = if egress {
+        (local, remote)
+    } else {
+        (remote, local)
+    };
+    let client = match hdr.conn.role as u32 {
+        r if r == wl_role::WL_ROLE_CLIENT.0 => ClientHint::Client(local),
+        r if r == wl_role::WL_ROLE_SERVER.0 => ClientHint::Client(remote),
+        _ => ClientHint::Unknown,
+    };
+    let failed = hdr.flags as u32 & wl_data_flags::WL_DATA_READ_FAILED.0 != 0;
+    let payload = if failed { &[][..] } else { payload };
+    let (raw_comm, comm_len) = comm_bytes(&hdr.comm);
+    let comm = String::from_utf8_lossy(&raw_comm[..comm_len]);
+    let conn = key(&hdr.conn);
+    let ts_ns = clock.to_unix(hdr.ts_ns);
+    let protocol = Protocol::from_code(hdr.conn.protocol);
+    let transport = if hdr.conn.sock_type == SOCK_DGRAM {
+        Transport::Udp
+    } else {
+        Transport::Tcp
+    };
+    let missing = hdr.total.saturating_sub(payload.len() as u64);
+    let pid = hdr.conn.tgid;
+    if let SourceEvent::Data(d) = slot {
+        d.conn = conn;
+        d.ts_ns = ts_ns;
+        d.src = src;
+        d.dst = dst;
+        d.client = client;
+        d.protocol = protocol;
+        d.transport = transport;
+        d.missing = missing;
+        d.data.clear();
+        d.data.extend_from_slice(payload);
+        match &mut d.observer {
+            Some(o) => {
+                o.process.pid = pid;
+                o.local = local;
+                if o.process.comm != comm {
+                    o.process.comm.clear();
+                    o.process.comm.push_str(&comm);
+                }
+            }
+            None => {
+                d.observer = Some(Observer {
+                    process: ProcessInfo {
+                        pid,
+                        comm: comm.into_owned(),
+                    },
+                    local,
+                })
+            }
+        }
+    } else {
+        *slot = SourceEvent::Data(DataEvent {
+            conn,
+            ts_ns,
             src,
             dst,
             client,
             observer: Some(Observer {
                 process: ProcessInfo {
-                    pid: hdr.conn.tgid,
-                    comm: comm(&hdr.comm),
+                    pid,
+                    comm: comm.into_owned(),
                 },
                 local,
             }),
-            protocol: Protocol::from_code(hdr.conn.protocol),
-            transport: if hdr.conn.sock_type == SOCK_DGRAM {
-                Transport::Udp
-            } else {
-                Transport::Tcp
-            },
-            data: if failed { Vec::new() } else { data },
-            missing: hdr.total.saturating_sub(if failed { 0 } else { captured }),
-        }))
-    } else if kind as u32 == wl_event_type::WL_EV_CLOSE.0 {
-        let mut ev = wl_close_event::default();
-        plain::copy_from_bytes(&mut ev, bytes).map_err(|_| DecodeError::Short {
-            kind,
-            len: bytes.len(),
-        })?;
-        Ok(SourceEvent::Close {
-            conn: key(&ev.conn),
-            ts_ns: clock.to_unix(ev.ts_ns),
-            reset: false,
-        })
-    } else {
-        Err(DecodeError::UnknownType(kind))
+            protocol,
+            transport,
+            data: payload.to_vec(),
+            missing,
+        });
     }
+    Ok(())
 }
 
 fn key(c: &wl_conn) -> ConnKey {
@@ -155,13 +223,15 @@ fn key(c: &wl_conn) -> ConnKey {
     }
 }
 
-fn comm(raw: &[i8; 16]) -> String {
-    let bytes: Vec<u8> = raw
-        .iter()
-        .take_while(|c| **c != 0)
-        .map(|c| *c as u8)
-        .collect();
-    String::from_utf8_lossy(&bytes).into_owned()
+/// The process name's bytes up to its NUL, without allocating.
+fn comm_bytes(raw: &[i8; 16]) -> ([u8; 16], usize) {
+    let mut out = [0u8; 16];
+    let mut len = 0;
+    for (o, c) in out.iter_mut().zip(raw.iter().take_while(|c| **c != 0)) {
+        *o = *c as u8;
+        len += 1;
+    }
+    (out, len)
 }
 
 fn ip(family: u16, raw: &[u8; 16]) -> Result<IpAddr, DecodeError> {
@@ -236,6 +306,72 @@ mod tests {
         let obs = d.observer.unwrap();
         assert_eq!(obs.process.comm, "nginx");
         assert_eq!(obs.process.pid, 42);
+    }
+
+    /// The reader decodes into the slots of batches the pipeline gave back: a data event
+    /// reuses the payload buffer and process name already there, and nothing of the old event
+    /// survives.
+    #[test]
+    fn decodes_in_place_reusing_buffers() {
+        let clock = Clock { offset_ns: 0 };
+        let mut slot = SourceEvent::End { ts_ns: 0 };
+        let long = vec![b'x'; 300];
+        let rec = data_record(&long, 300, 0, 1);
+        assert!(matches!(
+            decode_into(&rec, clock, &mut slot),
+            Ok(Kind::Data)
+        ));
+        let SourceEvent::Data(d) = &slot else {
+            panic!("not data")
+        };
+        let buf = d.data.as_ptr();
+        let rec = data_record(b"+OK\r\n", 5, 1, 1);
+        assert!(matches!(
+            decode_into(&rec, clock, &mut slot),
+            Ok(Kind::Data)
+        ));
+        let SourceEvent::Data(d) = &slot else {
+            panic!("not data")
+        };
+        assert_eq!(d.data, b"+OK\r\n");
+        assert_eq!(d.data.as_ptr(), buf, "the payload buffer was not reused");
+        assert_eq!(d.missing, 0);
+        assert_eq!(d.src, "127.0.0.2:50000".parse().unwrap());
+        assert_eq!(d.observer.as_ref().unwrap().process.comm, "nginx");
+        // Another process in the same slot.
+        let mut rec = data_record(b"GET", 3, 0, 1);
+        let comm_at = std::mem::offset_of!(wl_data_event, comm);
+        rec[comm_at..comm_at + 16].copy_from_slice(b"redis-server\0\0\0\0");
+        decode_into(&rec, clock, &mut slot).unwrap();
+        let SourceEvent::Data(d) = &slot else {
+            panic!("not data")
+        };
+        assert_eq!(d.observer.as_ref().unwrap().process.comm, "redis-server");
+        // A close replaces a data event; an exec leaves the slot alone.
+        let close = wl_close_event {
+            r#type: wl_event_type::WL_EV_CLOSE.0 as u8,
+            ts_ns: 9,
+            ..Default::default()
+        };
+        // SAFETY: wl_close_event is Plain.
+        let rec = unsafe { plain::as_bytes(&close) }.to_vec();
+        assert!(matches!(
+            decode_into(&rec, clock, &mut slot),
+            Ok(Kind::Close)
+        ));
+        assert!(matches!(slot, SourceEvent::Close { ts_ns: 9, .. }));
+        let exec = wl_exec_event {
+            r#type: wl_event_type::WL_EV_EXEC.0 as u8,
+            tgid: 77,
+            ..Default::default()
+        };
+        // SAFETY: wl_exec_event is Plain.
+        let rec = unsafe { plain::as_bytes(&exec) }.to_vec();
+        assert!(matches!(
+            decode_into(&rec, clock, &mut slot),
+            Ok(Kind::Exec(crate::capture::ExecEvent { tgid: 77, .. }))
+        ));
+        assert!(matches!(slot, SourceEvent::Close { ts_ns: 9, .. }));
     }
 
     #[test]

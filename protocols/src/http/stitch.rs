@@ -52,6 +52,12 @@ pub(crate) struct Stitcher {
 impl Stitcher {
     /// A request head was read; its first byte was seen at `ts_ns`.
     pub(crate) fn request(&mut self, head: &RequestHead<'_>, ts_ns: u64) {
+        if self.pending.len() >= MAX_PENDING {
+            // Counted as `enqueue` would, without building a request only to drop it.
+            self.reading = None;
+            self.stats.pending_overflow += 1;
+            return;
+        }
         let request = HttpRequest {
             method: head.method.to_owned(),
             path: head.target.to_owned(),
