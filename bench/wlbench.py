@@ -407,6 +407,20 @@ class Agent:
         """Waits past the agent's one-second refresh of its health metrics."""
         time.sleep(seconds)
 
+    def drain(self, timeout=60):
+        """After a load: waits until the agent has caught up (its kernel event and exchange
+        counters stop moving across two of its one-second refreshes); returns the seconds
+        that took and the last metrics."""
+        t = time.monotonic()
+        prev = None
+        while True:
+            time.sleep(1.1)
+            m = self.metrics()
+            cur = (m.get("wirelens_kernel_events_total"), m.get("wirelens_exchanges_total"))
+            if cur == prev or time.monotonic() - t > timeout:
+                return round(time.monotonic() - t - 1.1, 1), m
+            prev = cur
+
     def stop(self):
         """SIGINT, wait, and the exit summary's counters."""
         rc = stop(self.proc, signal.SIGINT, timeout=30)

@@ -68,9 +68,13 @@ fn root_soak_short_memory_and_connection_table_stay_bounded() {
         std::thread::sleep(Duration::from_millis(200));
     };
     let text = std::fs::read_to_string(&json).unwrap_or_default();
-    assert!(status.success(), "bench/soak failed ({status}): {text}");
-    let v: serde_json::Value = serde_json::from_str(&text).expect("soak JSON");
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
     let verdict = &v["verdict"];
+    assert!(
+        status.success(),
+        "bench/soak failed ({status}): {}",
+        verdict["failures"]
+    );
     let num = |k: &str| {
         verdict[k]
             .as_f64()
@@ -92,7 +96,10 @@ fn root_soak_short_memory_and_connection_table_stay_bounded() {
     // The churn went through: a connection per request, thousands of them.
     for load in ["http-churn", "redis-churn"] {
         let connects = verdict["loads"][load]["connects"].as_u64().unwrap_or(0);
-        assert!(connects >= 5_000, "{load}: {connects} connections: {verdict}");
+        assert!(
+            connects >= 5_000,
+            "{load}: {connects} connections: {verdict}"
+        );
     }
     let samples = v["samples"].as_array().expect("samples");
     assert!(samples.len() >= 20, "{} samples", samples.len());
