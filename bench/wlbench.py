@@ -403,6 +403,35 @@ class Agent:
         with urllib.request.urlopen(url, timeout=5) as r:
             return parse_metrics(r.read().decode(errors="replace"))
 
+    def kernel_map_entries(self, name):
+        """Entries in this agent's BPF map `name` (found through the agent's own fds, so
+        another agent's maps are never counted), or None when bpftool cannot tell."""
+        ids = set()
+        d = f"/proc/{self.pid}/fdinfo"
+        try:
+            for fd in os.listdir(d):
+                try:
+                    with open(os.path.join(d, fd)) as f:
+                        for line in f:
+                            if line.startswith("map_id:"):
+                                ids.add(line.split()[1])
+                except OSError:
+                    continue
+        except OSError:
+            return None
+        for i in sorted(ids):
+            try:
+                show = subprocess.run(["bpftool", "map", "show", "id", i], capture_output=True,
+                                      text=True, timeout=10).stdout
+                if f" name {name} " not in show:
+                    continue
+                dump = subprocess.run(["bpftool", "-j", "map", "dump", "id", i],
+                                      capture_output=True, text=True, timeout=60).stdout
+                return len(json.loads(dump))
+            except (OSError, ValueError, subprocess.TimeoutExpired):
+                return None
+        return None
+
     def settle(self, seconds=1.3):
         """Waits past the agent's one-second refresh of its health metrics."""
         time.sleep(seconds)
@@ -410,16 +439,17 @@ class Agent:
     def drain(self, timeout=60):
         """After a load: waits until the agent has caught up (its kernel event and exchange
         counters stop moving across two of its one-second refreshes); returns the seconds
-        that took and the last metrics."""
+        until the counters first showed their final values (0 when the first read, 1.1 s
+        after the load, already did; about one second of resolution) and the last metrics."""
         t = time.monotonic()
-        prev = None
+        prev, reached = None, 0.0
         while True:
             time.sleep(1.1)
             m = self.metrics()
             cur = (m.get("wirelens_kernel_events_total"), m.get("wirelens_exchanges_total"))
             if cur == prev or time.monotonic() - t > timeout:
-                return round(time.monotonic() - t - 1.1, 1), m
-            prev = cur
+                return round(max(0.0, reached - 1.1), 1), m
+            prev, reached = cur, time.monotonic() - t
 
     def stop(self):
         """SIGINT, wait, and the exit summary's counters."""
