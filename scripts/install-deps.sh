@@ -2,6 +2,8 @@
 # Installs what wirelens needs on Debian, only what is missing.
 #   scripts/install-deps.sh          build dependencies (clang, libelf, zlib, pkg-config)
 #   scripts/install-deps.sh --test   plus the servers and tools the tests drive
+#   scripts/install-deps.sh --bench  plus the servers and load generators of bench/overhead
+#                                    and bench/soak (wrk, redis-benchmark, pgbench, tshark)
 set -euo pipefail
 
 want=(clang llvm libelf-dev zlib1g-dev pkg-config make)
@@ -9,6 +11,11 @@ if [ "${1:-}" = "--test" ]; then
   want+=(nginx-light python3 curl tcpdump tshark iproute2 bpftool util-linux procps
          redis-server redis-tools mariadb-server mariadb-client libdbd-mariadb-perl
          postgresql postgresql-contrib dnsmasq-base dnsutils prometheus)
+fi
+if [ "${1:-}" = "--test" ] || [ "${1:-}" = "--bench" ]; then
+  # bench/soak runs in the tests too (tests/soak_short.rs).
+  want+=(python3 nginx-light redis-server redis-tools postgresql postgresql-contrib wrk
+         tcpdump tshark util-linux procps)
 fi
 
 missing=()
