@@ -586,11 +586,45 @@ int tp_sched_exec(struct trace_event_raw_sched_process_exec *ctx)
 	return 0;
 }
 
+/* Sends the close event of a tracked connection (as a close() would) and counts it. */
+static __always_inline void emit_close(struct wl_conn *c)
+{
+	struct wl_close_event e = {};
+	e.type = WL_EV_CLOSE;
+	e.ts_ns = bpf_ktime_get_ns();
+	e.conn = *c;
+	if (bpf_ringbuf_output(&events, &e, sizeof(e), wakeup_flags()) == 0)
+		count(WL_CNT_CLOSE_EVENTS);
+	else
+		count(WL_CNT_RB_FULL_CLOSE);
+}
+
+/* bpf_for_each_map_elem callback over conn_table: ends the connections of one process. */
+static long end_conn_of(struct bpf_map *map, struct wl_conn_key *key, struct wl_conn *c,
+			__u32 *tgid)
+{
+	if (key->tgid != *tgid)
+		return 0;
+	if (c->protocol != WL_PROTO_UNKNOWN && c->protocol != WL_PROTO_IGNORED)
+		emit_close(c);
+	bpf_map_delete_elem(map, key);
+	return 0;
+}
+
 SEC("tracepoint/sched/sched_process_exit")
 int tp_sched_exit(void *ctx)
 {
-	__u32 pid = (__u32)bpf_get_current_pid_tgid();
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 pid = (__u32)id;
+	__u32 tgid = id >> 32;
 	bpf_map_delete_elem(&tgid_filter, &pid);
+	/* The last thread of the process: its fd table goes, and with it every connection it
+	 * did not close() (a PostgreSQL backend exits without closing its socket). The kernel
+	 * has already counted this thread out of signal->live here. The walk visits the whole
+	 * table, once per process exit. */
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	if (BPF_CORE_READ(task, signal, live.counter) == 0)
+		bpf_for_each_map_elem(&conn_table, end_conn_of, &tgid, 0);
 	return 0;
 }
 

@@ -393,3 +393,115 @@ fn root_tiny_ring_buffer_counts_every_lost_event_and_recovers() {
     want.sort();
     assert_eq!(slow_paths, want, "{stderr}");
 }
+
+/// Answers one request on each of 5 connections, says so, then exits on a line from stdin
+/// without closing them: the kernel closes the sockets, no close() is ever called.
+const EXITING_SERVER: &str = r#"
+import os, socket, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(16)
+conns = []
+for _ in range(5):
+    c, _ = s.accept(); req = b""
+    while not req.endswith(b"\r\n\r\n"): req += c.recv(65536)
+    c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+    conns.append(c)
+sys.stdout.write("answered\n"); sys.stdout.flush()
+sys.stdin.readline()
+os._exit(0)
+"#;
+
+/// `wirelens_connections_tracked` as the agent serves it.
+fn metric_tracked(port: u16) -> Option<u64> {
+    let out = Command::new("curl")
+        .args(["-s", "--max-time", "5"])
+        .arg(format!("http://127.0.0.1:{port}/metrics"))
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout).lines().find_map(|l| {
+        l.strip_prefix("wirelens_connections_tracked ")
+            .and_then(|v| v.trim().parse().ok())
+    })
+}
+
+/// Polls `wirelens_connections_tracked` until it is `want`, for up to 10 s; the last value.
+fn wait_tracked(port: u16, want: u64) -> Option<u64> {
+    let start = std::time::Instant::now();
+    loop {
+        let now = metric_tracked(port);
+        if now == Some(want) || start.elapsed() > std::time::Duration::from_secs(10) {
+            return now;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn root_process_exit_ends_its_connections() {
+    use std::io::{BufRead, Read, Write};
+    if !root_tests_enabled() {
+        return;
+    }
+    let _g = LIVE.lock().unwrap_or_else(|e| e.into_inner());
+    let port = free_port();
+    let mut server = Proc {
+        child: Command::new("python3")
+            .args(["-c", EXITING_SERVER, &port.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3"),
+        name: "exiting server".into(),
+    };
+    wait_for_port_once(port);
+    let metrics_port = free_port();
+    let agent = Agent::start(&[
+        "--pid".to_string(),
+        server.pid().to_string(),
+        "--metrics-addr".to_string(),
+        format!("127.0.0.1:{metrics_port}"),
+    ]);
+    // Five connections, one answered request each; the test's ends stay open throughout.
+    let mut clients = Vec::new();
+    for i in 0..5 {
+        let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        // One write: the request in one piece.
+        c.write_all(format!("GET /conn/{i} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+            .expect("request");
+        let mut buf = [0u8; 64];
+        let mut got = 0;
+        while !buf[..got].ends_with(b"ok") {
+            let n = c.read(&mut buf[got..]).expect("response");
+            assert!(n > 0, "server closed early");
+            got += n;
+        }
+        clients.push(c);
+    }
+    let mut line = String::new();
+    std::io::BufReader::new(server.child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("server says answered");
+    assert_eq!(line, "answered\n");
+    assert_eq!(wait_tracked(metrics_port, 5), Some(5), "before the exit");
+    server
+        .child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"go\n")
+        .expect("go");
+    let status = server.child.wait().expect("server");
+    assert!(status.success(), "{status}");
+    // The process never called close(): its exit ends the five connections.
+    assert_eq!(wait_tracked(metrics_port, 0), Some(0), "after the exit");
+    let (records, stderr) = agent.stop();
+    assert_eq!(records.len(), 5, "{records:?}\n{stderr}");
+    assert!(
+        records
+            .iter()
+            .all(|r| r["status"] == "ok" && r["role"] == "server"),
+        "{records:#?}"
+    );
+    assert!(summary_field(&stderr, "received_closes") >= 5, "{stderr}");
+    drop(clients);
+}
