@@ -24,8 +24,6 @@ use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
 use otlp::{attrs, Attrs, Receiver, Wire};
 
-const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
-const NOBODY: u32 = 65534;
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const PARENT_ID: &str = "00f067aa0ba902b7";
 
@@ -189,103 +187,6 @@ fn redis(dir: &Path, port: u16) -> Proc {
     p
 }
 
-fn as_nobody(program: &str) -> Command {
-    let mut c = Command::new("setpriv");
-    c.args([
-        "--reuid=nobody",
-        "--regid=nogroup",
-        "--clear-groups",
-        "--",
-        program,
-    ]);
-    c
-}
-
-/// A throwaway PostgreSQL 15 cluster (trust auth) with database `fx` and table `kv`.
-struct Pg {
-    postmaster: Proc,
-    port: u16,
-}
-
-impl Pg {
-    fn start(dir: &Path) -> Pg {
-        use std::os::unix::fs::PermissionsExt;
-        let pg = dir.join("pg");
-        std::fs::create_dir(&pg).expect("pg dir");
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o711)).expect("chmod");
-        std::os::unix::fs::chown(&pg, Some(NOBODY), Some(NOBODY)).expect("chown");
-        let data = pg.join("data");
-        let out = as_nobody(&format!("{PG_BIN}/initdb"))
-            .arg("-D")
-            .arg(&data)
-            .args(["-U", "postgres", "--auth=trust", "-E", "UTF8"])
-            .arg("--locale=C.UTF-8")
-            .current_dir(&pg)
-            .output()
-            .expect("initdb");
-        assert!(out.status.success(), "initdb: {out:?}");
-        let port = free_port();
-        let child = as_nobody(&format!("{PG_BIN}/postgres"))
-            .arg("-D")
-            .arg(&data)
-            .arg("-k")
-            .arg(&pg)
-            .args(["-c", "listen_addresses=127.0.0.1", "-p", &port.to_string()])
-            .args(["-c", "ssl=off", "-c", "fsync=off", "-c", "autovacuum=off"])
-            .current_dir(&pg)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("postgres");
-        let p = Pg {
-            postmaster: Proc {
-                child,
-                name: "postgres".into(),
-            },
-            port,
-        };
-        wait_for_port(port);
-        p.sql("postgres", "CREATE DATABASE fx");
-        p.sql("fx", "CREATE TABLE kv (k int PRIMARY KEY, v text)");
-        p.sql(
-            "fx",
-            "INSERT INTO kv SELECT g, 'v' || g FROM generate_series(1, 50) g",
-        );
-        p
-    }
-
-    fn sql(&self, db: &str, sql: &str) {
-        let out = Command::new("psql")
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
-            .args([
-                "-U",
-                "postgres",
-                "-d",
-                db,
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-qc",
-                sql,
-            ])
-            .output()
-            .expect("psql");
-        assert!(out.status.success(), "psql {sql}: {out:?}");
-    }
-}
-
-impl Drop for Pg {
-    fn drop(&mut self) {
-        self.postmaster.signal(libc::SIGQUIT);
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(10) {
-            if let Ok(Some(_)) = self.postmaster.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
 /// The servers, the two observed processes and the agent's config directory.
 struct World {
     _web: Proc,
@@ -294,7 +195,7 @@ struct World {
     dir: tempfile::TempDir,
     _redis: Option<Proc>,
     _dns: Option<Proc>,
-    _pg: Option<Pg>,
+    _pg: Option<pg::Postgres>,
 }
 
 impl World {
@@ -312,7 +213,7 @@ impl World {
             let r = redis(&rdir, rport);
             let dport = free_port();
             let d = dnsmasq(dport);
-            let pg = Pg::start(dir.path());
+            let pg = pg::Postgres::start(&[], 50);
             let pport = pg.port;
             (Some(r), rport, Some(d), dport, Some(pg), pport)
         } else {

@@ -15,145 +15,39 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::Value;
 
-const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
-const NOBODY: u32 = 65534;
-const NOGROUP: u32 = 65534;
 const RESET: &str = "SELECT pg_stat_statements_reset()";
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Runs a command as `nobody` (PostgreSQL refuses root); setpriv execs, so the pid is the
-/// program's own.
-fn as_nobody(program: &str) -> Command {
-    let mut c = Command::new("setpriv");
-    c.args([
-        "--reuid=nobody",
-        "--regid=nogroup",
-        "--clear-groups",
-        "--",
-        program,
-    ]);
-    c
-}
-
 /// A throwaway cluster on 127.0.0.1: trust auth, pg_stat_statements, database `fx` with
 /// table `kv` (50 rows) and pgbench's tables (scale 1). Stopped (immediate shutdown) on drop.
-struct Pg {
-    postmaster: Proc,
-    port: u16,
-    _dir: tempfile::TempDir,
+struct Pg(pg::Postgres);
+
+impl std::ops::Deref for Pg {
+    type Target = pg::Postgres;
+    fn deref(&self) -> &pg::Postgres {
+        &self.0
+    }
 }
 
 impl Pg {
     fn start() -> Pg {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let pg = dir.path().join("pg");
-        std::fs::create_dir(&pg).expect("pg dir");
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711))
-            .expect("chmod");
-        std::os::unix::fs::chown(&pg, Some(NOBODY), Some(NOGROUP)).expect("chown");
-        let data = pg.join("data");
-        let out = as_nobody(&format!("{PG_BIN}/initdb"))
-            .arg("-D")
-            .arg(&data)
-            .args([
-                "-U",
-                "postgres",
-                "--auth=trust",
-                "-E",
-                "UTF8",
-                "--locale=C.UTF-8",
-            ])
-            .current_dir(&pg)
-            .output()
-            .expect("initdb");
-        assert!(
-            out.status.success(),
-            "initdb: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let port = free_port();
-        let log = std::fs::File::create(pg.join("postgres.log")).expect("log");
-        let child = as_nobody(&format!("{PG_BIN}/postgres"))
-            .arg("-D")
-            .arg(&data)
-            .arg("-k")
-            .arg(&pg)
-            .args(["-c", "listen_addresses=127.0.0.1", "-p", &port.to_string()])
-            .args([
-                "-c",
-                "shared_preload_libraries=pg_stat_statements",
-                "-c",
-                "ssl=off",
-            ])
-            .args([
-                "-c",
-                "fsync=off",
-                "-c",
-                "synchronous_commit=off",
-                "-c",
-                "autovacuum=off",
-            ])
-            .current_dir(&pg)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("postgres");
-        let pg = Pg {
-            postmaster: Proc {
-                child,
-                name: "postgres".into(),
-            },
-            port,
-            _dir: dir,
-        };
-        wait_for_port(port);
-        pg.sql("postgres", "CREATE DATABASE fx");
+        let pg = Pg(pg::Postgres::start(
+            &["shared_preload_libraries=pg_stat_statements"],
+            50,
+        ));
         pg.sql("fx", "CREATE EXTENSION pg_stat_statements");
-        pg.sql("fx", "CREATE TABLE kv (k int PRIMARY KEY, v text)");
-        pg.sql(
-            "fx",
-            "INSERT INTO kv SELECT g, 'v' || g FROM generate_series(1, 50) g",
-        );
         pg
     }
 
-    fn psql(&self, db: &str) -> Command {
-        let mut c = Command::new("psql");
-        c.args([
-            "-X",
-            "-q",
-            "-t",
-            "-A",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-h",
-            "127.0.0.1",
-        ])
-        .args(["-p", &self.port.to_string(), "-U", "postgres", "-d", db]);
-        c
-    }
-
-    fn sql(&self, db: &str, sql: &str) -> String {
-        let out = self.psql(db).args(["-c", sql]).output().expect("psql");
-        assert!(
-            out.status.success(),
-            "psql {sql}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
     fn pgbench_init(&self) {
-        let out = Command::new(format!("{PG_BIN}/pgbench"))
+        let out = Command::new(format!("{}/pgbench", pg::PG_BIN))
             .args(["-i", "-s", "1", "-q", "-h", "127.0.0.1", "-U", "postgres"])
             .args(["-p", &self.port.to_string(), "fx"])
             .output()
@@ -191,20 +85,6 @@ impl Pg {
             "pg_stat_statements_reset() ran once since the reset"
         );
         out
-    }
-}
-
-impl Drop for Pg {
-    fn drop(&mut self) {
-        // Immediate shutdown: the postmaster stops its backends, then exits.
-        self.postmaster.signal(libc::SIGQUIT);
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(10) {
-            if let Ok(Some(_)) = self.postmaster.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
     }
 }
 
@@ -520,7 +400,7 @@ fn root_pgsql_pgbench_every_backend() {
     for mode in ["simple", "extended", "prepared"] {
         pg.pgss_reset();
         let agent = Agent::start(&[]);
-        let out = Command::new(format!("{PG_BIN}/pgbench"))
+        let out = Command::new(format!("{}/pgbench", pg::PG_BIN))
             .args([
                 "-n",
                 "-M",

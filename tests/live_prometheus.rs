@@ -106,7 +106,7 @@ fn root_prometheus_evaluates_every_dashboard_query_on_a_known_workload() {
     let _g = LIVE.lock().unwrap_or_else(|e| e.into_inner());
     let nginx = NginxWithErrors::start();
     let (redis, redis_port, _redis_dir) = redis();
-    let pg = Postgres::start();
+    let pg = pg::Postgres::start(&[], 10);
     let (dnsmasq, dns_port) = dnsmasq();
     let mut driver = Driver::start(nginx.port, redis_port, pg.port, dns_port);
 
