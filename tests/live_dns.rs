@@ -4,40 +4,11 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::Value;
-
-fn dnsmasq(port: u16) -> Proc {
-    let child = Command::new("dnsmasq")
-        .args([
-            "--no-daemon",
-            "--conf-file=/dev/null",
-            "--no-resolv",
-            "--no-hosts",
-            "--no-poll",
-            &format!("--port={port}"),
-            "--listen-address=127.0.0.1",
-            "--bind-interfaces",
-            "--local=/test/",
-            "--host-record=host.test,127.0.0.8,fd00::8",
-            "--host-record=mail.test,127.0.0.9",
-            "--mx-host=test,mail.test,10",
-            "--txt-record=txt.test,hello world",
-            "--cname=alias.test,host.test",
-            "--pid-file=",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("starting dnsmasq (Debian: dnsmasq-base)");
-    Proc {
-        child,
-        name: "dnsmasq".into(),
-    }
-}
 
 /// dig's answer status and answer count for each query it made.
 fn dig(port: u16, extra: &[&str], queries: &[(&str, &str)]) -> Vec<(String, usize)> {

@@ -144,56 +144,13 @@ impl App {
     }
 }
 
-fn dnsmasq(port: u16) -> Proc {
-    let child = Command::new("dnsmasq")
-        .args([
-            "--no-daemon",
-            "--conf-file=/dev/null",
-            "--no-resolv",
-            "--no-hosts",
-            "--no-poll",
-            &format!("--port={port}"),
-            "--listen-address=127.0.0.1",
-            "--bind-interfaces",
-            "--local=/test/",
-            "--host-record=host.test,127.0.0.8,fd00::8",
-            "--pid-file=",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("starting dnsmasq");
-    Proc {
-        child,
-        name: "dnsmasq".into(),
-    }
-}
-
-fn redis(dir: &Path, port: u16) -> Proc {
-    let child = Command::new(which("redis-server").expect("redis-server installed"))
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
-        .arg("--dir")
-        .arg(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("starting redis-server");
-    let p = Proc {
-        child,
-        name: "redis-server".into(),
-    };
-    wait_for_port(port);
-    p
-}
-
 /// The servers, the two observed processes and the agent's config directory.
 struct World {
     _web: Proc,
     web_port: u16,
     app: App,
     dir: tempfile::TempDir,
-    _redis: Option<Proc>,
+    _redis: Option<Redis>,
     _dns: Option<Proc>,
     _pg: Option<pg::Postgres>,
 }
@@ -207,10 +164,8 @@ impl World {
         let (web, _) = python_copy(dir.path(), "wlotlp-web", WEB_PY, &[web_port.to_string()]);
         wait_for_port(web_port);
         let (redis_p, redis_port, dns_p, dns_port, pg, pg_port) = if with_backends {
-            let rdir = dir.path().join("redis");
-            std::fs::create_dir(&rdir).expect("redis dir");
-            let rport = free_port();
-            let r = redis(&rdir, rport);
+            let r = Redis::start();
+            let rport = r.port;
             let dport = free_port();
             let d = dnsmasq(dport);
             let pg = pg::Postgres::start(&[], 50);

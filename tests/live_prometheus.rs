@@ -105,9 +105,12 @@ fn root_prometheus_evaluates_every_dashboard_query_on_a_known_workload() {
     }
     let _g = LIVE.lock().unwrap_or_else(|e| e.into_inner());
     let nginx = NginxWithErrors::start();
-    let (redis, redis_port, _redis_dir) = redis();
+    let redis_server = Redis::start();
+    let (redis, redis_port) = (&redis_server.proc, redis_server.port);
     let pg = pg::Postgres::start(&[], 10);
-    let (dnsmasq, dns_port) = dnsmasq();
+    let dns_port = free_port();
+    let dnsmasq = dnsmasq(dns_port);
+    wait_for_port(dns_port);
     let mut driver = Driver::start(nginx.port, redis_port, pg.port, dns_port);
 
     // Exactly these processes (and what they fork: postgres backends, the driver's psql), so neither Prometheus nor this test nor other engineers' servers are counted.

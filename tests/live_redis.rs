@@ -9,44 +9,13 @@ mod common;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::Value;
 
-/// redis-server on 127.0.0.1:`port`, no persistence, in a temp dir.
-struct Redis {
-    proc: Proc,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
 impl Redis {
-    fn start() -> Redis {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let port = free_port();
-        let child = Command::new(which("redis-server").expect("redis-server installed"))
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
-            .arg("--dir")
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting redis-server");
-        let proc = Proc {
-            child,
-            name: "redis-server".into(),
-        };
-        wait_for_port(port);
-        Redis {
-            proc,
-            port,
-            _dir: dir,
-        }
-    }
-
     /// redis-cli with `args` (one connection); its stdout.
     fn cli(&self, args: &[&str]) -> String {
         let out = Command::new(which("redis-cli").expect("redis-cli installed"))

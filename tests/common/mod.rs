@@ -384,3 +384,69 @@ impl Client {
         status
     }
 }
+
+/// redis-server on 127.0.0.1 (a free port), no persistence, in a temp dir.
+pub struct Redis {
+    pub proc: Proc,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Redis {
+    pub fn start() -> Redis {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let child = Command::new(which("redis-server").expect("redis-server installed"))
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .arg("--dir")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting redis-server");
+        let proc = Proc {
+            child,
+            name: "redis-server".into(),
+        };
+        wait_for_port(port);
+        Redis {
+            proc,
+            port,
+            _dir: dir,
+        }
+    }
+}
+
+/// dnsmasq on 127.0.0.1:`port` (UDP and TCP), authoritative for `test`: host.test (A 127.0.0.8,
+/// AAAA fd00::8), mail.test (A), an MX for test, txt.test (TXT), alias.test (CNAME to
+/// host.test), NXDOMAIN for other names of `test`. Not waited for: probing it would be DNS
+/// traffic of its own.
+pub fn dnsmasq(port: u16) -> Proc {
+    let child = Command::new("dnsmasq")
+        .args([
+            "--no-daemon",
+            "--conf-file=/dev/null",
+            "--no-resolv",
+            "--no-hosts",
+            "--no-poll",
+            &format!("--port={port}"),
+            "--listen-address=127.0.0.1",
+            "--bind-interfaces",
+            "--local=/test/",
+            "--host-record=host.test,127.0.0.8,fd00::8",
+            "--host-record=mail.test,127.0.0.9",
+            "--mx-host=test,mail.test,10",
+            "--txt-record=txt.test,hello world",
+            "--cname=alias.test,host.test",
+            "--pid-file=",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting dnsmasq (Debian: dnsmasq-base)");
+    Proc {
+        child,
+        name: "dnsmasq".into(),
+    }
+}

@@ -102,59 +102,6 @@ impl Drop for NginxWithErrors {
     }
 }
 
-/// redis-server on 127.0.0.1, no persistence.
-pub fn redis() -> (Proc, u16, tempfile::TempDir) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let port = free_port();
-    let child = Command::new(which("redis-server").expect("redis-server installed"))
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
-        .arg("--dir")
-        .arg(dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("starting redis-server");
-    let p = Proc {
-        child,
-        name: "redis-server".into(),
-    };
-    wait_for_port(port);
-    (p, port, dir)
-}
-
-/// dnsmasq on 127.0.0.1:`port` (UDP and TCP), authoritative for `test`: host.test (A, AAAA),
-/// an MX for test, NXDOMAIN for other names of `test`.
-pub fn dnsmasq() -> (Proc, u16) {
-    let port = free_port();
-    let child = Command::new("dnsmasq")
-        .args([
-            "--no-daemon",
-            "--conf-file=/dev/null",
-            "--no-resolv",
-            "--no-hosts",
-            "--no-poll",
-            &format!("--port={port}"),
-            "--listen-address=127.0.0.1",
-            "--bind-interfaces",
-            "--local=/test/",
-            "--host-record=host.test,127.0.0.8,fd00::8",
-            "--host-record=mail.test,127.0.0.9",
-            "--mx-host=test,mail.test,10",
-            "--pid-file=",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("starting dnsmasq");
-    let p = Proc {
-        child,
-        name: "dnsmasq".into(),
-    };
-    wait_for_port(port);
-    (p, port)
-}
-
 /// tests/prometheus_support/driver.py, started and waiting for its first phase.
 pub struct Driver {
     pub proc: Proc,
