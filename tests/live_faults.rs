@@ -9,17 +9,16 @@ use std::process::{Command, Stdio};
 
 use common::*;
 
-/// The ids of the BPF programs and links that process `pid` holds (from its fds' fdinfo), as
-/// ("prog" | "link", id): exactly this agent's, whatever other agents run on the host.
-fn held_bpf_objects(pid: u32) -> Vec<(&'static str, u64)> {
+/// The ids under `key` (`prog_id:`, `link_id:`, `map_id:`) in the fdinfo of the fds of
+/// process `pid` whose target names `kind` (`bpf-prog`, `bpf_link`, `bpf-map`).
+fn fd_bpf_ids(pid: u32, kind: &str, key: &str) -> Vec<u64> {
     let mut out = Vec::new();
     let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
         return out;
     };
     for fd in fds.flatten() {
         let target = std::fs::read_link(fd.path()).unwrap_or_default();
-        let target = target.to_string_lossy();
-        if !target.contains("bpf-prog") && !target.contains("bpf_link") {
+        if !target.to_string_lossy().contains(kind) {
             continue;
         }
         let info = std::fs::read_to_string(format!(
@@ -27,16 +26,28 @@ fn held_bpf_objects(pid: u32) -> Vec<(&'static str, u64)> {
             fd.file_name().to_string_lossy()
         ))
         .unwrap_or_default();
-        for (key, kind) in [("prog_id:", "prog"), ("link_id:", "link")] {
-            if let Some(id) = info
-                .lines()
-                .find_map(|l| l.strip_prefix(key))
-                .and_then(|v| v.trim().parse().ok())
-            {
-                out.push((kind, id));
-            }
+        if let Some(id) = info
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.trim().parse().ok())
+        {
+            out.push(id);
         }
     }
+    out
+}
+
+/// The ids of the BPF programs and links that process `pid` holds (from its fds' fdinfo), as
+/// ("prog" | "link", id): exactly this agent's, whatever other agents run on the host.
+fn held_bpf_objects(pid: u32) -> Vec<(&'static str, u64)> {
+    let progs = fd_bpf_ids(pid, "bpf-prog", "prog_id:")
+        .into_iter()
+        .chain(fd_bpf_ids(pid, "bpf_link", "prog_id:"))
+        .map(|id| ("prog", id));
+    let links = fd_bpf_ids(pid, "bpf_link", "link_id:")
+        .into_iter()
+        .map(|id| ("link", id));
+    let mut out: Vec<_> = progs.chain(links).collect();
     out.sort_unstable();
     out.dedup();
     out
@@ -176,28 +187,7 @@ const CNT_CLOSE_EVENTS: usize = 7;
 /// bpftool from the `counters` map that this agent holds open (found through its fds, so other
 /// agents running on the host do not count).
 fn kernel_counters(pid: u32) -> [u64; 8] {
-    let mut ids = Vec::new();
-    for fd in std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .expect("agent fds")
-        .flatten()
-    {
-        let target = std::fs::read_link(fd.path()).unwrap_or_default();
-        if target.to_string_lossy() != "anon_inode:bpf-map" {
-            continue;
-        }
-        let info = std::fs::read_to_string(format!(
-            "/proc/{pid}/fdinfo/{}",
-            fd.file_name().to_string_lossy()
-        ))
-        .unwrap_or_default();
-        if let Some(id) = info
-            .lines()
-            .find_map(|l| l.strip_prefix("map_id:"))
-            .and_then(|v| v.trim().parse::<u64>().ok())
-        {
-            ids.push(id);
-        }
-    }
+    let ids = fd_bpf_ids(pid, "bpf-map", "map_id:");
     for id in ids {
         let show = Command::new("bpftool")
             .args(["-j", "map", "show", "id", &id.to_string()])
