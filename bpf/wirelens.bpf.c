@@ -599,15 +599,31 @@ static __always_inline void emit_close(struct wl_conn *c)
 		count(WL_CNT_RB_FULL_CLOSE);
 }
 
-/* bpf_for_each_map_elem callback over conn_table: ends the connections of one process. */
+/* Connections of an exiting process removed from conn_table at once; more stay until the
+ * table's LRU evicts them (user space has their close events either way). */
+#define WL_EXIT_DELETES 32
+
+struct exit_walk {
+	__u32 tgid;
+	__u32 n;
+	struct wl_conn_key keys[WL_EXIT_DELETES];
+};
+
+/* bpf_for_each_map_elem callback over conn_table: sends the close event of each connection
+ * of one process and notes its key. Nothing is deleted during the walk: an LRU element freed
+ * here can be reused by another CPU while the walk still stands on it. */
 static long end_conn_of(struct bpf_map *map, struct wl_conn_key *key, struct wl_conn *c,
-			__u32 *tgid)
+			struct exit_walk *w)
 {
-	if (key->tgid != *tgid)
+	if (key->tgid != w->tgid)
 		return 0;
 	if (c->protocol != WL_PROTO_UNKNOWN && c->protocol != WL_PROTO_IGNORED)
 		emit_close(c);
-	bpf_map_delete_elem(map, key);
+	__u32 i = w->n;
+	if (i < WL_EXIT_DELETES) {
+		w->keys[i & (WL_EXIT_DELETES - 1)] = *key;
+		w->n = i + 1;
+	}
 	return 0;
 }
 
@@ -623,8 +639,15 @@ int tp_sched_exit(void *ctx)
 	 * has already counted this thread out of signal->live here. The walk visits the whole
 	 * table, once per process exit. */
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	if (BPF_CORE_READ(task, signal, live.counter) == 0)
-		bpf_for_each_map_elem(&conn_table, end_conn_of, &tgid, 0);
+	if (BPF_CORE_READ(task, signal, live.counter) != 0)
+		return 0;
+	struct exit_walk w = { .tgid = tgid };
+	bpf_for_each_map_elem(&conn_table, end_conn_of, &w, 0);
+	for (__u32 i = 0; i < WL_EXIT_DELETES; i++) {
+		if (i >= w.n)
+			break;
+		bpf_map_delete_elem(&conn_table, &w.keys[i]);
+	}
 	return 0;
 }
 
