@@ -104,7 +104,7 @@ fn root_prometheus_evaluates_every_dashboard_query_on_a_known_workload() {
         return;
     }
     let _g = LIVE.lock().unwrap_or_else(|e| e.into_inner());
-    let nginx = NginxWithErrors::start();
+    let nginx = Nginx::start();
     let redis_server = Redis::start();
     let (redis, redis_port) = (&redis_server.proc, redis_server.port);
     let pg = pg::Postgres::start(&[], 10);

@@ -160,7 +160,7 @@ impl Agent {
 }
 
 /// nginx from Debian with its own configuration in a temp dir, on 127.0.0.1:`port`, one
-/// worker. Serves `root` and answers `/echo` POSTs with 201.
+/// worker. Serves `root`, answers `/echo` POSTs with 201 and `/fail` with 500.
 pub struct Nginx {
     pub master: Proc,
     pub port: u16,
@@ -188,7 +188,8 @@ impl Nginx {
                  uwsgi_temp_path {d}/uwsgi;\n scgi_temp_path {d}/scgi;\n\
                  keepalive_requests 10000;\n\
                  server {{\n  listen 127.0.0.1:{port};\n  root {r};\n\
-                 location /echo {{ return 201 \"created\\n\"; }}\n }}\n}}\n",
+                 location /echo {{ return 201 \"created\\n\"; }}\n\
+                 location = /fail {{ return 500; }}\n }}\n}}\n",
                 d = dir.path().display(),
                 r = root.display(),
             ),

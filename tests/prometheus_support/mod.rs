@@ -12,94 +12,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::common::{children, free_port, wait_for_port, which, Proc};
+use crate::common::{free_port, which, Proc};
 
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// nginx, one worker, on 127.0.0.1: static files, `/fail` answers 500, anything else missing
-/// is a 404.
-pub struct NginxWithErrors {
-    pub master: Proc,
-    pub port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl NginxWithErrors {
-    pub fn start() -> NginxWithErrors {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let d = dir.path().display();
-        let www = dir.path().join("www");
-        std::fs::create_dir_all(&www).expect("www");
-        std::fs::write(www.join("index.html"), "<h1>wirelens</h1>\n").expect("index");
-        let port = free_port();
-        let conf = dir.path().join("nginx.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "daemon off;\nworker_processes 1;\nuser root;\npid {d}/nginx.pid;\n\
-                 error_log {d}/error.log;\nevents {{ worker_connections 64; }}\n\
-                 http {{\n access_log off;\n client_body_temp_path {d}/body;\n\
-                 proxy_temp_path {d}/proxy;\n fastcgi_temp_path {d}/fcgi;\n\
-                 uwsgi_temp_path {d}/uwsgi;\n scgi_temp_path {d}/scgi;\n\
-                 server {{\n  listen 127.0.0.1:{port};\n  root {d}/www;\n\
-                 location = /fail {{ return 500; }}\n }}\n}}\n"
-            ),
-        )
-        .expect("nginx.conf");
-        let child = Command::new(which("nginx").unwrap_or_else(|| "/usr/sbin/nginx".into()))
-            .arg("-c")
-            .arg(&conf)
-            .arg("-e")
-            .arg(dir.path().join("error.log"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting nginx");
-        let master = Proc {
-            child,
-            name: "nginx".into(),
-        };
-        wait_for_port(port);
-        NginxWithErrors {
-            master,
-            port,
-            _dir: dir,
-        }
-    }
-
-    pub fn workers(&self) -> Vec<u32> {
-        let start = Instant::now();
-        loop {
-            let w = children(self.master.pid());
-            if !w.is_empty() {
-                return w;
-            }
-            assert!(start.elapsed() < Duration::from_secs(10), "no nginx worker");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for NginxWithErrors {
-    fn drop(&mut self) {
-        // Fast shutdown through the master: it stops its workers, waits for them and exits.
-        // (Killing a worker first makes the master start another, orphaned when the master
-        // is killed.) Workers still there after 5 s are killed.
-        self.master.signal(libc::SIGTERM);
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(5) {
-            if let Ok(Some(_)) = self.master.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        for w in children(self.master.pid()) {
-            // SAFETY: signalling a child of a process this test started, not reaped yet.
-            unsafe { libc::kill(w as i32, libc::SIGKILL) };
-        }
-    }
 }
 
 /// tests/prometheus_support/driver.py, started and waiting for its first phase.
