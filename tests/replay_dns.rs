@@ -69,11 +69,7 @@ struct Addr {
 }
 
 fn case(name: &str) -> Case {
-    let path = golden::root().join(FIXTURES).join("cases.json");
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-    let m: Manifest =
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("parsing {}: {e}", path.display()));
+    let m: Manifest = golden::manifest(FIXTURES);
     m.cases
         .into_iter()
         .find(|c| c.name == name)
@@ -107,8 +103,7 @@ golden_cases!(
 
 #[test]
 fn every_recorded_case_has_a_test() {
-    let path = golden::root().join(FIXTURES).join("cases.json");
-    let m: Manifest = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let m: Manifest = golden::manifest(FIXTURES);
     let recorded: Vec<String> = m.cases.into_iter().map(|c| c.name).collect();
     assert_eq!(
         recorded, TESTED_CASES,

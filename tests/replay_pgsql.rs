@@ -80,10 +80,7 @@ struct Pgss {
 }
 
 fn manifest() -> Manifest {
-    let path = golden::root().join(FIXTURES).join("cases.json");
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("parsing {}: {e}", path.display()))
+    golden::manifest(FIXTURES)
 }
 
 macro_rules! golden_cases {

@@ -6,6 +6,15 @@
 use std::path::PathBuf;
 use std::process::Command;
 
+/// The manifest `fixtures/<protocol>/cases.json` that a recording script wrote, parsed into
+/// the test's own manifest type; panics naming the file when it cannot be read or parsed.
+pub fn manifest<T: serde::de::DeserializeOwned>(fixtures: &str) -> T {
+    let path = root().join(fixtures).join("cases.json");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("parsing {}: {e}", path.display()))
+}
+
 /// The repository root (where `fixtures/` lives).
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
