@@ -36,23 +36,24 @@ fn root_soak_short_memory_and_connection_table_stay_bounded() {
         return;
     }
     let _g = LIVE.lock().unwrap_or_else(|e| e.into_inner());
-    // The agent this test binary was built with: target/<profile>/wirelens. The script
-    // builds (a no-op when fresh) and runs the same profile from the same target dir.
+    // The agent this test binary was built with, and the load generator from the same
+    // target dir: `cargo test --workspace --all-targets` has built both, so the script runs
+    // them as they are and never calls cargo itself (a nested build while tests run is one
+    // more thing that can fail for reasons that have nothing to do with the soak).
     let exe = Path::new(bin());
     let profile_dir = exe.parent().expect("target/<profile>");
-    let profile = profile_dir
-        .file_name()
-        .and_then(|n| n.to_str())
-        .expect("profile name");
-    let target = profile_dir.parent().expect("target dir");
+    let loadgen = loadgen(profile_dir);
     let dir = tempfile::tempdir().expect("tempdir");
     let json = dir.path().join("soak.json");
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let child = Command::new(root.join("bench/soak"))
         .args(["--duration", "60", "--warmup", "15", "--interval", "2"])
-        .args(["--no-install", "--profile", profile, "--json"])
+        .args(["--no-install", "--json"])
         .arg(&json)
-        .env("CARGO_TARGET_DIR", target)
+        .arg("--agent-bin")
+        .arg(exe)
+        .arg("--loadgen-bin")
+        .arg(&loadgen)
         .spawn()
         .expect("starting bench/soak");
     let mut script = Script(child);
@@ -103,4 +104,31 @@ fn root_soak_short_memory_and_connection_table_stay_bounded() {
     }
     let samples = v["samples"].as_array().expect("samples");
     assert!(samples.len() >= 20, "{} samples", samples.len());
+}
+
+/// `loadgen` (package wirelens-bench) next to the agent binary; built by cargo only when this
+/// test runs without the rest of the workspace, with cargo's output shown if that fails.
+fn loadgen(profile_dir: &Path) -> PathBuf {
+    let path = profile_dir.join("loadgen");
+    if path.exists() {
+        return path;
+    }
+    let release = profile_dir.file_name().and_then(|n| n.to_str()) == Some("release");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.args(["build", "-p", "wirelens-bench", "--bin", "loadgen"]);
+    if release {
+        cmd.arg("--release");
+    }
+    if let Some(target) = profile_dir.parent() {
+        cmd.env("CARGO_TARGET_DIR", target);
+    }
+    let out = cmd.output().expect("running cargo build for loadgen");
+    assert!(
+        out.status.success() && path.exists(),
+        "building loadgen failed ({}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    path
 }
