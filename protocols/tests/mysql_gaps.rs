@@ -34,6 +34,38 @@ fn a_query_longer_than_the_captured_prefix_is_truncated_not_lost() {
 }
 
 #[test]
+fn a_query_read_in_several_calls_stays_a_prefix() {
+    // mariadbd reads a 24 KB packet in 8 KB calls, each captured up to 4096 bytes: the
+    // statement is what the first call captured, never bytes from after a gap appended to it.
+    let mut c = Conv::new();
+    c.handshake(BASE_CAPS);
+    let text: String = std::iter::once("insert into t values ".to_string())
+        .chain((0..2000).map(|i| format!("({i:07}),")))
+        .collect();
+    let q = query(&text);
+    for read in q.chunks(8192) {
+        let n = read.len().min(4096);
+        c.push_missing(
+            wirelens_protocols::Side::Client,
+            &read[..n],
+            (read.len() - n) as u64,
+        );
+    }
+    c.server(&ok(1, 2000, 2));
+    let ex = c.take();
+    assert_eq!(ex.len(), 1);
+    let (req, _) = parts(&ex[0]);
+    assert!(ex[0].truncated);
+    let got = req.query.as_deref().unwrap_or_default();
+    assert!(!got.is_empty() && got.len() <= 4091, "{} bytes", got.len());
+    assert!(
+        text.starts_with(got),
+        "not a prefix: ...{}",
+        &got[got.len().saturating_sub(40)..]
+    );
+}
+
+#[test]
 fn a_row_longer_than_the_prefix_keeps_the_count() {
     let mut c = Conv::new();
     c.handshake(BASE_CAPS);

@@ -279,3 +279,25 @@ fn lost_response_end_is_resolved_by_the_next_request() {
         s(&["simple SELECT 1 -> 1", "simple SELECT 2 -> 1"])
     );
 }
+
+#[test]
+fn long_query_text_read_in_several_calls_stays_a_prefix() {
+    // The server reads the 30 KB Query in 8 KB calls, each captured up to the prefix: the
+    // text is what the first call captured, never bytes from after a gap appended to it.
+    let text: String = (0..3000).map(|i| format!("{:09},", i)).collect();
+    let sql = format!("SELECT '{text}'");
+    let sc = writes(Script::new(), Side::Client, 1, &query(&sql), WRITE)
+        .server(2, &[rows(1), ready(b'I')].concat());
+    let r = sc.run();
+    assert_eq!(r.exchanges.len(), 1);
+    let e = &r.exchanges[0];
+    assert!(e.truncated);
+    let q = &req(e).query;
+    assert!(!q.is_empty() && q.len() <= PREFIX - 5, "{} bytes", q.len());
+    assert!(
+        sql.starts_with(q.as_str()),
+        "not a prefix: ...{}",
+        &q[q.len().saturating_sub(40)..]
+    );
+    assert_eq!(resp(e).unwrap().rows, Some(1));
+}

@@ -223,7 +223,13 @@ impl Framer {
                 State::Header => self.header(data, &mut i, ts, f),
                 State::Payload => {
                     let n = (self.left as usize).min(data.len() - i);
-                    let room = self.keep.saturating_sub(self.buf.len()).min(n);
+                    // Bytes after a gap are not contiguous with those kept: the kept
+                    // payload stays a strict prefix of the real one.
+                    let room = if self.gap {
+                        0
+                    } else {
+                        self.keep.saturating_sub(self.buf.len()).min(n)
+                    };
                     self.buf.extend_from_slice(&data[i..i + room]);
                     self.left -= n as u32;
                     i += n;
@@ -452,6 +458,25 @@ mod tests {
         assert!(p[0].3);
         assert_eq!(p[0].1.len(), 16);
         assert_eq!(p[1].1, b"\x0e");
+    }
+
+    /// A large packet read in several calls, the first captured only in part: what follows
+    /// the gap is not appended to the kept prefix (it would read as if contiguous).
+    #[test]
+    fn bytes_after_a_gap_are_not_kept() {
+        let body: Vec<u8> = (0..200u32).map(|i| (i % 251) as u8).collect();
+        let s = packet(0, &body);
+        // Read 1: header + 40 bytes, 20 of them captured; read 2: 60 bytes, all captured;
+        // read 3: the rest.
+        let (p, lost) = run(
+            &[(&s[..24], 1, 20), (&s[44..104], 2, 0), (&s[104..], 3, 0)],
+            1000,
+        );
+        assert!(lost.is_empty());
+        assert_eq!(p.len(), 1);
+        assert_eq!(p[0].2, 200);
+        assert!(p[0].3, "the packet is marked gap");
+        assert_eq!(p[0].1, body[..20].to_vec(), "a strict prefix");
     }
 
     #[test]

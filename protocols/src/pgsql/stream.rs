@@ -459,6 +459,9 @@ impl Stream {
                 self.msg.left -= n;
                 missing -= n;
                 self.msg.truncated = true;
+                // What follows the gap is not contiguous with what is kept: the kept body
+                // stays a strict prefix of the real one.
+                self.msg.keep = self.msg.body.len();
                 if self.msg.left == 0 {
                     let body = mem::take(&mut self.msg.body);
                     self.complete(&body, ts, st, out);
