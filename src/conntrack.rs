@@ -15,7 +15,7 @@ use wirelens_protocols::{
 };
 
 use crate::event::{ClientHint, ConnKey, DataEvent, Observer, SourceEvent, Transport};
-use crate::output::{ProcessRecord, Record};
+use crate::output::{Endpoint, ProcessRecord, Record};
 
 /// Limits of the connection table.
 #[derive(Clone, Debug)]
@@ -89,6 +89,29 @@ struct Conn {
     last_ts_ns: u64,
     /// The two endpoints as first seen (src, dst).
     ends: (SocketAddr, SocketAddr),
+    /// What every record of this connection shares, built with its first record.
+    parts: Option<Parts>,
+}
+
+/// The fields of a record that depend only on the connection (role, ends, process): built
+/// once per connection instead of formatting addresses for every exchange.
+struct Parts {
+    role: Role,
+    client: Endpoint,
+    server: Endpoint,
+    process: Option<ProcessRecord>,
+}
+
+impl Parts {
+    fn record(&self, ex: Exchange) -> Record {
+        Record::from_parts(
+            ex,
+            self.role,
+            self.client.clone(),
+            self.server.clone(),
+            self.process.clone(),
+        )
+    }
 }
 
 pub struct Conntrack {
@@ -176,6 +199,7 @@ impl Conntrack {
                 observer: d.observer.clone(),
                 last_ts_ns: d.ts_ns,
                 ends: (d.src, d.dst),
+                parts: None,
             };
             self.stats.conns_opened += 1;
             if let Some((_, old)) = self.conns.push(key, conn) {
@@ -234,10 +258,12 @@ impl Conntrack {
         if self.scratch.is_empty() {
             return;
         }
-        let (role, server, process) = describe(c, client);
+        let parts = c
+            .parts
+            .get_or_insert_with(|| describe(&c.observer, c.ends, client));
         for ex in self.scratch.drain(..) {
             self.stats.exchanges += 1;
-            out.push(Record::new(ex, role, client, server, process.clone()));
+            out.push(parts.record(ex));
         }
     }
 
@@ -250,10 +276,12 @@ impl Conntrack {
                 self.scratch.clear();
                 p.expire(now_ns, timeout, &mut self.scratch);
                 if !self.scratch.is_empty() {
-                    let (role, server, process) = describe(c, client);
+                    let parts = c
+                        .parts
+                        .get_or_insert_with(|| describe(&c.observer, c.ends, client));
                     for ex in self.scratch.drain(..) {
                         self.stats.exchanges += 1;
-                        out.push(Record::new(ex, role, client, server, process.clone()));
+                        out.push(parts.record(ex));
                     }
                 }
             }
@@ -292,35 +320,43 @@ impl Conntrack {
         if p.left_alone() {
             self.stats.conns_left_alone += 1;
         }
-        let (role, server, process) = describe(&c, client);
+        let parts = match c.parts.take() {
+            Some(p) => p,
+            None => describe(&c.observer, c.ends, client),
+        };
         for ex in self.scratch.drain(..) {
             self.stats.exchanges += 1;
-            out.push(Record::new(ex, role, client, server, process.clone()));
+            out.push(parts.record(ex));
         }
     }
 }
 
-/// The observer's role, the server endpoint and the process of a connection.
-fn describe(c: &Conn, client: SocketAddr) -> (Role, SocketAddr, Option<ProcessRecord>) {
-    let server = if c.ends.0 == client {
-        c.ends.1
-    } else {
-        c.ends.0
-    };
-    match &c.observer {
+/// The observer's role, the client and server endpoints and the process of a connection.
+fn describe(
+    observer: &Option<Observer>,
+    ends: (SocketAddr, SocketAddr),
+    client: SocketAddr,
+) -> Parts {
+    let server = if ends.0 == client { ends.1 } else { ends.0 };
+    let (role, process) = match observer {
         Some(o) => (
             if o.local == client {
                 Role::Client
             } else {
                 Role::Server
             },
-            server,
             Some(ProcessRecord {
                 pid: o.process.pid,
                 comm: o.process.comm.clone(),
             }),
         ),
         // Replay: both ends are seen, so the exchange is reported as the server saw it.
-        None => (Role::Server, server, None),
+        None => (Role::Server, None),
+    };
+    Parts {
+        role,
+        client: client.into(),
+        server: server.into(),
+        process,
     }
 }

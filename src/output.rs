@@ -60,13 +60,24 @@ impl Record {
         server: SocketAddr,
         process: Option<ProcessRecord>,
     ) -> Record {
+        Record::from_parts(ex, role, client.into(), server.into(), process)
+    }
+
+    /// [`Record::new`] with the endpoints already in their record form.
+    pub fn from_parts(
+        ex: Exchange,
+        role: Role,
+        client: Endpoint,
+        server: Endpoint,
+        process: Option<ProcessRecord>,
+    ) -> Record {
         Record {
             ts_ns: ex.req_ts_ns,
             latency_ns: ex.latency_ns(),
             protocol: ex.protocol().name(),
             role,
-            client: client.into(),
-            server: server.into(),
+            client,
+            server,
             process,
             k8s: None,
             peer_k8s: None,
@@ -87,6 +98,8 @@ pub enum Format {
     Jsonl,
     /// A human-readable table.
     Table,
+    /// No records: metrics and OpenTelemetry export only (the records are still counted).
+    None,
 }
 
 /// Writes records in one format to a sink.
@@ -136,6 +149,7 @@ impl RecordWriter {
                 }
                 writeln!(self.out, "{}", table_row(r))?;
             }
+            Format::None => {}
         }
         self.written += 1;
         Ok(())
@@ -188,4 +202,73 @@ fn table_row(r: &Record) -> String {
         format!("{}:{}", r.client.ip, r.client.port),
         format!("{}:{}", r.server.ip, r.server.port),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+    use wirelens_protocols::http::{HttpRequest, HttpResponse};
+    use wirelens_protocols::Outcome;
+
+    /// A sink whose bytes the test can read after the writer took it.
+    #[derive(Clone, Default)]
+    struct Shared(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            self.0
+                .lock()
+                .map_err(|_| io::ErrorKind::Other)?
+                .extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn record() -> Record {
+        let ex = Exchange {
+            req_ts_ns: 1,
+            resp_ts_ns: Some(5),
+            request: Request::Http(HttpRequest {
+                method: "GET".into(),
+                path: "/a".into(),
+                route: None,
+                host: None,
+            }),
+            response: Some(Response::Http(HttpResponse {
+                status: 200,
+                body_bytes: 0,
+            })),
+            outcome: Outcome::Complete,
+            truncated: false,
+            trace: None,
+        };
+        let a: SocketAddr = "127.0.0.1:4000".parse().unwrap();
+        let b: SocketAddr = "127.0.0.1:80".parse().unwrap();
+        Record::new(ex, Role::Server, a, b, None)
+    }
+
+    #[test]
+    fn each_format_writes_what_it_says() {
+        for (format, lines) in [(Format::Jsonl, 3), (Format::Table, 4), (Format::None, 0)] {
+            let sink = Shared::default();
+            let mut w = RecordWriter::new(format, Box::new(sink.clone()));
+            for _ in 0..3 {
+                w.write(&record()).unwrap();
+            }
+            w.flush().unwrap();
+            let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+            assert_eq!(text.lines().count(), lines, "{format:?}: {text}");
+            assert_eq!(w.written, 3, "{format:?} counts every record");
+            if format == Format::Jsonl {
+                let v: serde_json::Value =
+                    serde_json::from_str(text.lines().next().unwrap()).unwrap();
+                assert_eq!(v["client"]["ip"], "127.0.0.1");
+                assert_eq!(v["latency_ns"], 4);
+            }
+        }
+    }
 }

@@ -30,7 +30,7 @@ use skel::WirelensSkelBuilder;
 pub const MAX_CAPTURE_BYTES: u32 = 8192;
 
 /// Default size of the ring buffer (`WL_RINGBUF_SIZE` in bpf/limits.h).
-pub const DEFAULT_RING_BUFFER_BYTES: u64 = 16 * 1024 * 1024;
+pub const DEFAULT_RING_BUFFER_BYTES: u64 = 8 * 1024 * 1024;
 /// Largest ring buffer the agent asks for.
 pub const MAX_RING_BUFFER_BYTES: u64 = 1 << 30;
 
@@ -343,11 +343,11 @@ fn run_thread(
 }
 
 /// Events per batch sent to the pipeline: bounds what one batch, and so each spare one, holds.
-const BATCH_EVENTS: usize = 512;
+const BATCH_EVENTS: usize = 256;
 /// Batches queued between the reader and the pipeline (the channel [`Capture::start`] is
 /// given should hold this many). The ring buffer is the deep buffer; a shallow channel keeps
 /// the batches in flight few enough to be all reused.
-pub const CHANNEL_BATCHES: usize = 16;
+pub const CHANNEL_BATCHES: usize = 8;
 /// Processed batches kept for reuse: as many as can be in flight, so that a reader catching up
 /// with a backlog still finds each batch it needs. What they retain is bounded by
 /// `SPARE_BATCHES * BATCH_EVENTS` payload buffers of at most `capture_bytes` each.
