@@ -349,9 +349,10 @@ def lost_by_stage(metrics):
 
 
 class Agent:
-    """`wirelens run` with a YAML config, records to /dev/null, metrics on a free port."""
+    """`wirelens run` with a YAML config, records (`records`: jsonl, or none: metrics only)
+    to /dev/null, metrics on a free port."""
 
-    def __init__(self, binary, work, config_yaml, cpus, tag):
+    def __init__(self, binary, work, config_yaml, cpus, tag, records="jsonl"):
         self.dir = os.path.join(work, f"agent-{tag}")
         os.makedirs(self.dir, exist_ok=True)
         cfg = os.path.join(self.dir, "config.yaml")
@@ -361,7 +362,7 @@ class Agent:
         self.stderr_path = os.path.join(self.dir, "stderr.log")
         err = open(self.stderr_path, "w")
         self.proc = spawn(
-            [binary, "run", "--config", cfg, "--format", "jsonl", "--output", "/dev/null",
+            [binary, "run", "--config", cfg, "--format", records, "--output", "/dev/null",
              "--metrics-addr", f"127.0.0.1:{self.metrics_port}"],
             cpus, None, stderr=err,
         )

@@ -107,6 +107,9 @@ pub struct RecordWriter {
     format: Format,
     out: Box<dyn Write + Send>,
     header_done: bool,
+    /// One JSON line is built here, then written at once: serializing straight into the
+    /// boxed sink would cost a dynamic call per fragment.
+    line: Vec<u8>,
     pub written: u64,
 }
 
@@ -116,6 +119,7 @@ impl RecordWriter {
             format,
             out,
             header_done: false,
+            line: Vec::with_capacity(1024),
             written: 0,
         }
     }
@@ -135,8 +139,10 @@ impl RecordWriter {
     pub fn write(&mut self, r: &Record) -> io::Result<()> {
         match self.format {
             Format::Jsonl => {
-                serde_json::to_writer(&mut self.out, r)?;
-                self.out.write_all(b"\n")?;
+                self.line.clear();
+                serde_json::to_writer(&mut self.line, r)?;
+                self.line.push(b'\n');
+                self.out.write_all(&self.line)?;
             }
             Format::Table => {
                 if !self.header_done {
