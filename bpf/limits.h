@@ -13,8 +13,10 @@
 #define WL_MAX_IOV 8
 /* Connection table entries (LRU: the oldest idle entries go first). */
 #define WL_CONN_TABLE_SIZE 65536
-/* Syscalls in flight between enter and exit (one per thread). */
+/* connect() calls in flight between enter and exit (one per thread). */
 #define WL_INFLIGHT_SIZE 16384
+/* Data events of a CPU between two looks at the ring buffer's fill level (a power of two). */
+#define WL_WAKEUP_EVERY 16
 /* Entries of the per-process and per-cgroup filter decisions. */
 #define WL_TGID_FILTER_SIZE 65536
 #define WL_CGROUP_FILTER_SIZE 16384

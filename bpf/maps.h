@@ -19,7 +19,8 @@ struct wl_args {
 	__s32 fd;
 	__u8 dir;     /* enum wl_direction */
 	__u8 kind;    /* enum wl_buf_kind */
-	__u8 _pad[2];
+	__u8 live;    /* set at enter, cleared at exit: the slot holds a call in flight */
+	__u8 _pad;
 };
 
 /* Per-CPU scratch space for one data event: header plus payload. The payload area is twice
@@ -38,11 +39,13 @@ struct {
 	__type(value, struct wl_conn);
 } conn_table SEC(".maps");
 
-/* pid_tgid -> arguments of the data syscall in flight on that thread. */
+/* Per thread: the arguments of the data syscall in flight on it. Task-local storage costs a
+ * pointer walk where a hash map would hash, allocate and free on every call; a thread's slot
+ * is made at its first traced call and freed with the thread. */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, WL_INFLIGHT_SIZE);
-	__type(key, __u64);
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
 	__type(value, struct wl_args);
 } inflight SEC(".maps");
 
@@ -107,5 +110,13 @@ struct {
 	__type(key, __u32);
 	__type(value, struct wl_scratch);
 } scratch SEC(".maps");
+
+/* Per CPU: events sent, to ask the ring's fill level only every WL_WAKEUP_EVERY-th time. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} wakeup_tick SEC(".maps");
 
 #endif /* WIRELENS_MAPS_H */

@@ -209,11 +209,19 @@ static __always_inline int data_enter(__s32 fd, __u64 buf, __u64 iovlen, __u8 di
 		c = track(tgid, fd, WL_ROLE_UNKNOWN);
 	if (!c || c->protocol == WL_PROTO_IGNORED)
 		return 0;
-	struct wl_args a = {
-		.buf = buf, .iovlen = iovlen, .addr = addr, .fd = fd, .dir = dir, .kind = kind
-	};
-	if (bpf_map_update_elem(&inflight, &id, &a, BPF_ANY))
+	struct wl_args *a = bpf_task_storage_get(&inflight, bpf_get_current_task_btf(), 0,
+						 BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!a) {
 		count(WL_CNT_INFLIGHT_FULL);
+		return 0;
+	}
+	a->buf = buf;
+	a->iovlen = iovlen;
+	a->addr = addr;
+	a->fd = fd;
+	a->dir = dir;
+	a->kind = kind;
+	a->live = 1;
 	return 0;
 }
 
@@ -261,6 +269,12 @@ static __always_inline long copy_payload(struct wl_scratch *s, struct wl_args *a
 /* Wake the reader only once `wakeup_bytes` are queued; its timer drains the rest. */
 static __always_inline __u64 wakeup_flags(void)
 {
+	/* Asking the ring how full it is reads its positions, which the reader on another CPU
+	 * writes: only every WL_WAKEUP_EVERY-th event of a CPU asks. */
+	__u32 zero = 0;
+	__u32 *n = bpf_map_lookup_elem(&wakeup_tick, &zero);
+	if (n && (++*n & (WL_WAKEUP_EVERY - 1)) != 0)
+		return BPF_RB_NO_WAKEUP;
 	return bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP
 									     : BPF_RB_NO_WAKEUP;
 }
@@ -296,12 +310,12 @@ static __always_inline int data_exit(long ret)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tgid = id >> 32;
-	/* An excluded process left nothing in `inflight` at enter: one lookup decides. */
-	struct wl_args *a = bpf_map_lookup_elem(&inflight, &id);
-	if (!a)
+	/* An excluded process left nothing live in `inflight` at enter: one lookup decides. */
+	struct wl_args *a = bpf_task_storage_get(&inflight, bpf_get_current_task_btf(), 0, 0);
+	if (!a || !a->live)
 		return 0;
 	struct wl_args args = *a;
-	bpf_map_delete_elem(&inflight, &id);
+	a->live = 0;
 	if (ret <= 0)
 		return 0;
 	struct wl_conn_key key = { .tgid = tgid, .fd = args.fd };
