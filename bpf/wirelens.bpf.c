@@ -279,6 +279,18 @@ static __always_inline __u64 wakeup_flags(void)
 									     : BPF_RB_NO_WAKEUP;
 }
 
+/* A data event of `bytes` in direction `dir` was lost: the next event of the connection says
+ * so. Saturates rather than wraps (user space then sees a gap too large to bridge, and
+ * resynchronises). */
+static __always_inline void note_lost(struct wl_conn *c, __u8 dir, long bytes)
+{
+	__u64 b = bytes > 0 ? (__u64)bytes : 0;
+	if (dir == WL_DIR_INGRESS)
+		c->lost_in = (__u64)c->lost_in + b > 0xffffffffULL ? 0xffffffff : c->lost_in + b;
+	else
+		c->lost_out = (__u64)c->lost_out + b > 0xffffffffULL ? 0xffffffff : c->lost_out + b;
+}
+
 /* Sends the stashed length header as its own data event, before the message it announced. */
 static __always_inline void emit_stash(struct wl_conn *c, __u8 dir, __u8 proto)
 {
@@ -295,6 +307,9 @@ static __always_inline void emit_stash(struct wl_conn *c, __u8 dir, __u8 proto)
 	bpf_get_current_comm(e.hdr.comm, sizeof(e.hdr.comm));
 	e.hdr.conn = *c;
 	e.hdr.conn.protocol = proto;
+	/* Losses are reported by the event that follows, the one that made this stash go out. */
+	e.hdr.conn.lost_in = 0;
+	e.hdr.conn.lost_out = 0;
 	e.data[0] = c->stash[0];
 	e.data[1] = c->stash[1];
 	e.data[2] = c->stash[2];
@@ -414,10 +429,17 @@ static __always_inline int data_exit(long ret)
 	if (c->sock_type == WL_SOCK_DGRAM && args.addr)
 		read_peer(&s->hdr.conn, args.addr);
 
-	if (bpf_ringbuf_output(&events, s, sizeof(s->hdr) + n, wakeup_flags()))
+	if (bpf_ringbuf_output(&events, s, sizeof(s->hdr) + n, wakeup_flags())) {
 		count(WL_CNT_RB_FULL_DATA);
-	else
+		if (c->sock_type == WL_SOCK_STREAM)
+			note_lost(c, args.dir, ret);
+	} else {
 		count(WL_CNT_DATA_EVENTS);
+		/* What this event reported is no longer owed (a loss on another CPU meanwhile
+		 * stays for the next one). */
+		c->lost_in -= s->hdr.conn.lost_in;
+		c->lost_out -= s->hdr.conn.lost_out;
+	}
 	return 0;
 }
 

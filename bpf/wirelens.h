@@ -108,6 +108,12 @@ struct wl_conn {
 	__u8 stash[4];       /* 1-4 bytes read/written alone: maybe a length header (kernel only) */
 	__u8 stash_len;      /* how many bytes stash holds */
 	__u8 stash_dir;      /* its direction */
+	/* Bytes of TCP data calls whose events the ring buffer could not take since the last
+	 * event of this connection that it did take, per direction: reported with that next
+	 * event, so user space skips them as a gap where they were instead of joining the
+	 * bytes around them. */
+	__u32 lost_in;
+	__u32 lost_out;
 };
 
 /* Header of a WL_EV_DATA record; `captured` payload bytes follow it in the same record. */

@@ -48,6 +48,8 @@ pub struct ConntrackStats {
     pub data_bytes: u64,
     /// Bytes the capture did not copy (prefix cut), skipped as gaps.
     pub missing_bytes: u64,
+    /// Bytes of calls whose events the ring buffer lost, skipped as gaps (live only).
+    pub lost_bytes: u64,
     pub conns_opened: u64,
     pub conns_closed: u64,
     /// Connections pushed out of the table by newer ones.
@@ -246,6 +248,25 @@ impl Conntrack {
             Side::Server
         };
         self.scratch.clear();
+        // Calls whose events were lost come first, as gaps in their own direction: a parser
+        // then bridges them where lengths are known, or counts the message as lost in a gap,
+        // instead of joining the bytes around them (which would pair the wrong messages).
+        if d.lost_before.any() && d.transport == Transport::Tcp {
+            if let Some(o) = &d.observer {
+                let (by_client, by_server) = if o.local == client {
+                    (d.lost_before.sent, d.lost_before.received)
+                } else {
+                    (d.lost_before.received, d.lost_before.sent)
+                };
+                // The client's side first ([`ConnParser::lost`]).
+                for (side, n) in [(Side::Client, by_client), (Side::Server, by_server)] {
+                    if n > 0 {
+                        self.stats.lost_bytes += n;
+                        parser.lost(side, d.ts_ns, n, &mut self.scratch);
+                    }
+                }
+            }
+        }
         parser.push(
             Chunk {
                 side,
@@ -358,5 +379,204 @@ fn describe(
         client: client.into(),
         server: server.into(),
         process,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{LostBefore, ProcessInfo};
+    use wirelens_protocols::{Request, Response};
+
+    const SERVER: &str = "127.0.0.1:8080";
+    const CLIENT: &str = "127.0.0.1:40000";
+
+    /// An event of a live HTTP server connection, as the kernel reports it (server observed).
+    fn ev(ts: u64, sent: bool, data: &[u8], lost: LostBefore) -> SourceEvent {
+        let server: SocketAddr = SERVER.parse().unwrap();
+        let client: SocketAddr = CLIENT.parse().unwrap();
+        let (src, dst) = if sent {
+            (server, client)
+        } else {
+            (client, server)
+        };
+        SourceEvent::Data(DataEvent {
+            conn: ConnKey {
+                tgid: 7,
+                fd: 5,
+                start_ns: 1,
+            },
+            ts_ns: ts,
+            src,
+            dst,
+            client: ClientHint::Client(client),
+            observer: Some(Observer {
+                process: ProcessInfo {
+                    pid: 7,
+                    comm: "web".into(),
+                },
+                local: server,
+            }),
+            protocol: Some(Protocol::Http),
+            transport: Transport::Tcp,
+            data: data.to_vec(),
+            missing: 0,
+            lost_before: lost,
+        })
+    }
+
+    fn request(path: &str) -> Vec<u8> {
+        format!("GET {path} HTTP/1.1\r\nHost: a\r\n\r\n").into_bytes()
+    }
+
+    fn response(status: u16) -> Vec<u8> {
+        format!("HTTP/1.1 {status} X\r\nContent-Length: 2\r\n\r\nok").into_bytes()
+    }
+
+    fn pairs(records: &[Record]) -> Vec<(String, Option<u16>)> {
+        records
+            .iter()
+            .map(|r| {
+                let path = match &r.request {
+                    Request::Http(q) => q.path.clone(),
+                    other => format!("{other:?}"),
+                };
+                let status = match &r.response {
+                    Some(Response::Http(s)) => Some(s.status),
+                    _ => None,
+                };
+                (path, status)
+            })
+            .collect()
+    }
+
+    /// /a's response event is lost; the kernel reports its bytes with the next event. Without
+    /// that, first-in first-out pairing would give /a the answer of /b, /b that of /c, and so
+    /// on for the rest of the connection.
+    #[test]
+    fn a_lost_response_does_not_shift_the_pairing() {
+        for reported in [true, false] {
+            let mut ct = Conntrack::new(ConntrackConfig::default());
+            let mut out = Vec::new();
+            let lost_a = LostBefore {
+                sent: if reported {
+                    response(201).len() as u64
+                } else {
+                    0
+                },
+                received: 0,
+            };
+            let none = LostBefore::default();
+            for e in [
+                ev(1, false, &request("/a"), none),
+                // The response of /a (201) was lost here.
+                ev(3, false, &request("/b"), lost_a),
+                ev(4, true, &response(202), none),
+                ev(5, false, &request("/c"), none),
+                ev(6, true, &response(203), none),
+            ] {
+                ct.handle(&e, &mut out);
+            }
+            let got = pairs(&out);
+            if reported {
+                assert_eq!(
+                    got,
+                    vec![("/b".into(), Some(202)), ("/c".into(), Some(203))]
+                );
+                assert_eq!(ct.stats().lost_bytes, response(201).len() as u64);
+                assert_eq!(ct.stats().parse.lost_in_gap, 1);
+            } else {
+                // What happens when nobody says: the shift this field exists to prevent.
+                assert_eq!(got[0], ("/a".into(), Some(202)));
+            }
+        }
+    }
+
+    /// A lost request: its response finds nothing waiting and is counted, and the next
+    /// exchange pairs right.
+    #[test]
+    fn a_lost_request_leaves_the_next_exchange_alone() {
+        let mut ct = Conntrack::new(ConntrackConfig::default());
+        let mut out = Vec::new();
+        let none = LostBefore::default();
+        let lost_b = LostBefore {
+            sent: 0,
+            received: request("/b").len() as u64,
+        };
+        for e in [
+            ev(1, false, &request("/a"), none),
+            ev(2, true, &response(201), none),
+            // /b's request was lost here.
+            ev(4, true, &response(202), lost_b),
+            ev(5, false, &request("/c"), none),
+            ev(6, true, &response(203), none),
+        ] {
+            ct.handle(&e, &mut out);
+        }
+        let got = pairs(&out);
+        assert!(got.contains(&("/a".into(), Some(201))), "{got:?}");
+        assert!(got.contains(&("/c".into(), Some(203))), "{got:?}");
+        assert!(
+            !got.iter().any(|(p, s)| p == "/c" && *s != Some(203)),
+            "{got:?}"
+        );
+        assert_eq!(ct.stats().parse.lost_in_gap, 1);
+    }
+
+    /// A run of lost calls in both directions (as when the ring stays full for a while),
+    /// ending before a request or before a response: whatever the run held, no later answer
+    /// pairs with an earlier request.
+    #[test]
+    fn a_run_of_lost_calls_does_not_shift_the_pairing() {
+        let none = LostBefore::default();
+        let (ra, rb) = (response(201).len() as u64, response(202).len() as u64);
+        let qb = request("/b").len() as u64;
+        // The run ends before /c's request: it held /a's answer and all of /b.
+        let before_request = vec![
+            ev(1, false, &request("/a"), none),
+            ev(
+                5,
+                false,
+                &request("/c"),
+                LostBefore {
+                    sent: ra + rb,
+                    received: qb,
+                },
+            ),
+            ev(6, true, &response(203), none),
+        ];
+        // The run ends before /b's answer: it held /a's answer and /b's request.
+        let before_response = vec![
+            ev(1, false, &request("/a"), none),
+            ev(
+                4,
+                true,
+                &response(202),
+                LostBefore {
+                    sent: ra,
+                    received: qb,
+                },
+            ),
+            ev(5, false, &request("/c"), none),
+            ev(6, true, &response(203), none),
+        ];
+        for events in [before_request, before_response] {
+            let mut ct = Conntrack::new(ConntrackConfig::default());
+            let mut out = Vec::new();
+            for e in &events {
+                ct.handle(e, &mut out);
+            }
+            let got = pairs(&out);
+            assert!(
+                got.iter().all(|(p, s)| match p.as_str() {
+                    "/a" => *s == Some(201) || s.is_none(),
+                    "/b" => *s == Some(202) || s.is_none(),
+                    "/c" => *s == Some(203),
+                    _ => false,
+                }),
+                "{got:?}"
+            );
+            assert!(got.contains(&("/c".into(), Some(203))), "{got:?}");
+        }
     }
 }

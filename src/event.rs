@@ -56,6 +56,25 @@ pub struct DataEvent {
     pub data: Vec<u8>,
     /// Bytes that followed `data` in the stream but were not captured.
     pub missing: u64,
+    /// Bytes of this connection's earlier calls whose events never arrived (live: the ring
+    /// buffer was full), since its previous event: they come before `data` in their
+    /// direction's stream and are skipped there as a gap.
+    pub lost_before: LostBefore,
+}
+
+/// Bytes lost before an event, by direction, seen from the observer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LostBefore {
+    /// Bytes the observed process sent.
+    pub sent: u64,
+    /// Bytes it received.
+    pub received: u64,
+}
+
+impl LostBefore {
+    pub fn any(&self) -> bool {
+        self.sent > 0 || self.received > 0
+    }
 }
 
 /// The traced process behind a live event.
@@ -66,6 +85,9 @@ pub struct Observer {
 }
 
 /// Something that happened on a connection.
+// Nearly every event is `Data`, and they live in batch slots that are refilled in place:
+// boxing the large variant would only add an indirection.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub enum SourceEvent {
     Data(DataEvent),

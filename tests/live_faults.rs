@@ -250,10 +250,16 @@ fn metric_ringbuf_lost(port: u16) -> Option<u64> {
 /// `curl` fetching `urls` (a curl URL glob) on one keep-alive connection; the status codes it
 /// got, one per request.
 fn curl_statuses(extra: &[&str], urls: &str) -> Vec<u16> {
+    curl_statuses_of(extra, &[urls.to_string()])
+}
+
+/// `curl_statuses` for several URLs (or globs), fetched in order on one connection.
+fn curl_statuses_of(extra: &[&str], urls: &[String]) -> Vec<u16> {
+    // `-o` applies to one URL: one for each.
     let out = Command::new("curl")
-        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}\n"])
+        .args(["-s", "-w", "%{http_code}\n"])
         .args(extra)
-        .arg(urls)
+        .args(urls.iter().flat_map(|u| ["-o", "/dev/null", u.as_str()]))
         .output()
         .expect("curl");
     assert!(out.status.success(), "curl failed: {out:?}");
@@ -294,14 +300,35 @@ fn root_tiny_ring_buffer_counts_every_lost_event_and_recovers() {
     ]);
     let base = format!("http://127.0.0.1:{}", nginx.port);
 
-    // The agent is paused (as a loaded node may deschedule it) while the burst runs: the ring
-    // fills after a few events and the kernel drops the rest, a number the test cannot
-    // choose but the counters must agree on.
+    // The agent is paused (as a loaded node may deschedule it) while the burst starts: the
+    // ring fills after a few events and the kernel drops the rest until the agent runs again,
+    // a number the test cannot choose but the counters must agree on.
+    // Every third request asks for a file that is not there (404; nginx keeps the connection,
+    // as it would not after a 500), the others /echo (201): an answer paired with the wrong
+    // request after a loss shows as the other status.
+    let kind = |i: usize| {
+        if i.is_multiple_of(3) {
+            "missing"
+        } else {
+            "echo"
+        }
+    };
+    let urls: Vec<String> = (1..=BURST)
+        .map(|i| format!("{base}/{}?burst={i}", kind(i)))
+        .collect();
+    // Paused when the burst starts and resumed while it still runs, so that the same
+    // connection goes on after the losses.
     agent.proc.signal(libc::SIGSTOP);
-    let burst = curl_statuses(&[], &format!("{base}/echo?burst=[1-{BURST}]"));
+    let client = std::thread::spawn(move || curl_statuses_of(&[], &urls));
+    std::thread::sleep(std::time::Duration::from_millis(60));
     agent.proc.signal(libc::SIGCONT);
+    let burst = client.join().expect("curl thread");
     assert_eq!(burst.len(), BURST);
-    assert!(burst.iter().all(|s| *s == 201), "{burst:?}");
+    let want_status = |i: usize| if kind(i) == "missing" { 404 } else { 201 };
+    assert!(
+        (1..=BURST).all(|i| burst[i - 1] == want_status(i)),
+        "{burst:?}"
+    );
     // The pipeline recovers: 20 requests a second fit in the ring between two drains.
     std::thread::sleep(std::time::Duration::from_millis(200));
     let slow = curl_statuses(&["--rate", "20/s"], &format!("{base}/echo?slow=[1-{SLOW}]"));
@@ -363,11 +390,38 @@ fn root_tiny_ring_buffer_counts_every_lost_event_and_recovers() {
     );
 
     let path = |r: &serde_json::Value| r["request"]["path"].as_str().unwrap_or("").to_string();
-    let burst_records = records
+    let burst_records: Vec<&serde_json::Value> = records
         .iter()
-        .filter(|r| path(r).starts_with("/echo?burst="))
-        .count();
-    assert!(burst_records < BURST, "{burst_records} burst records");
+        .filter(|r| path(r).contains("?burst="))
+        .collect();
+    assert!(
+        burst_records.len() < BURST,
+        "{} burst records",
+        burst_records.len()
+    );
+    // The kernel reports the bytes of lost calls with the connection's next event, so a lost
+    // answer is a gap in its place, never the next request's answer.
+    let mispaired: Vec<String> = burst_records
+        .iter()
+        .filter_map(|r| {
+            let status = r["response"]["status"].as_u64()?;
+            let p = path(r);
+            let want = if p.starts_with("/missing?") { 404 } else { 201 };
+            (status != want).then(|| format!("{p} -> {status}"))
+        })
+        .collect();
+    assert!(
+        mispaired.is_empty(),
+        "{} of {} burst records paired with another request's answer: {:?}",
+        mispaired.len(),
+        burst_records.len(),
+        &mispaired[..mispaired.len().min(10)]
+    );
+    assert!(
+        burst_records.iter().any(|r| r["response"]["status"] == 404)
+            && burst_records.iter().any(|r| r["response"]["status"] == 201),
+        "the burst records should hold both answers"
+    );
     let mut slow_paths: Vec<String> = records
         .iter()
         .filter(|r| path(r).starts_with("/echo?slow="))

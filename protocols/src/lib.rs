@@ -68,6 +68,21 @@ pub trait ConnParser: Send {
     /// Requests that have waited longer than `timeout_ns` at `now_ns` are emitted with
     /// [`Outcome::Timeout`].
     fn expire(&mut self, now_ns: u64, timeout_ns: u64, out: &mut Vec<Exchange>);
+    /// Whole calls carrying `bytes` of `side` were lost before the next chunk (their events
+    /// never reached the parser: the kernel could not queue them). Unlike a chunk's
+    /// `missing` tail, the loss may hold any number of whole messages. By default it is a
+    /// gap like any other.
+    fn lost(&mut self, side: Side, ts_ns: u64, bytes: u64, out: &mut Vec<Exchange>) {
+        self.push(
+            Chunk {
+                side,
+                ts_ns,
+                data: &[],
+                missing: bytes,
+            },
+            out,
+        );
+    }
     /// Counters of what could not be turned into exchanges.
     fn stats(&self) -> &ParseStats;
     /// True once the connection switched to something the parser cannot read (TLS,

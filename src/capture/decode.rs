@@ -8,7 +8,9 @@ use super::skel::types::{
     wl_close_event, wl_conn, wl_data_event, wl_data_flags, wl_direction, wl_event_type,
     wl_exec_event, wl_role,
 };
-use crate::event::{ClientHint, ConnKey, DataEvent, Observer, ProcessInfo, SourceEvent, Transport};
+use crate::event::{
+    ClientHint, ConnKey, DataEvent, LostBefore, Observer, ProcessInfo, SourceEvent, Transport,
+};
 
 const AF_INET: u16 = 2;
 const AF_INET6: u16 = 10;
@@ -162,7 +164,12 @@ fn fill_data(
     };
     let missing = hdr.total.saturating_sub(payload.len() as u64);
     let pid = hdr.conn.tgid;
+    let lost_before = LostBefore {
+        sent: u64::from(hdr.conn.lost_out),
+        received: u64::from(hdr.conn.lost_in),
+    };
     if let SourceEvent::Data(d) = slot {
+        d.lost_before = lost_before;
         d.conn = conn;
         d.ts_ns = ts_ns;
         d.src = src;
@@ -210,6 +217,7 @@ fn fill_data(
             transport,
             data: payload.to_vec(),
             missing,
+            lost_before,
         });
     }
     Ok(())

@@ -279,6 +279,7 @@ impl Conn {
                 transport: crate::event::Transport::Tcp,
                 data,
                 missing,
+                lost_before: Default::default(),
             }));
         }
     }

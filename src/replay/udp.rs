@@ -59,6 +59,7 @@ impl UdpTable {
             transport: crate::event::Transport::Udp,
             data: dg.payload.to_vec(),
             missing: dg.cut,
+            lost_before: Default::default(),
         }));
     }
 

@@ -127,6 +127,27 @@ impl ConnParser for HttpParser {
         self.stitch.expire(now_ns, timeout_ns, out);
     }
 
+    /// A loss of whole calls is a gap; when one swallowed a response's start, how many
+    /// responses it held is unknown, so every request still waiting is forgotten (each
+    /// counted in `lost_in_gap`) rather than paired with a later answer. Losses of both
+    /// directions at one point should be given requests first, so that a request the loss
+    /// swallowed (a placeholder in the queue) goes too.
+    fn lost(&mut self, side: Side, ts_ns: u64, bytes: u64, out: &mut Vec<Exchange>) {
+        let before = self.stitch.stats.lost_in_gap;
+        self.push(
+            Chunk {
+                side,
+                ts_ns,
+                data: &[],
+                missing: bytes,
+            },
+            out,
+        );
+        if side == Side::Server && self.stitch.stats.lost_in_gap > before {
+            self.stitch.forget_waiting();
+        }
+    }
+
     fn stats(&self) -> &ParseStats {
         &self.stitch.stats
     }

@@ -138,6 +138,14 @@ impl Stitcher {
         self.pending.pop_front();
     }
 
+    /// Responses were lost with the calls that carried them, how many is unknown: every
+    /// request still waiting may have been answered there. They are forgotten, each counted
+    /// in `lost_in_gap`, so that later answers pair with later requests.
+    pub(crate) fn forget_waiting(&mut self) {
+        self.stats.lost_in_gap += self.pending.len() as u64;
+        self.pending.clear();
+    }
+
     /// A final response head was read: it answers the oldest waiting request.
     pub(crate) fn response_begin(&mut self, status: u16) {
         let request = self.pending.pop_front();
