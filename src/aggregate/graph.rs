@@ -318,7 +318,7 @@ impl Pending {
         if self.queue.len() >= MAX_PENDING {
             if let Some(w) = self.queue.pop_front() {
                 self.stats.settled_early += w.requests;
-                self.attribute(&w, peers, &mut counted);
+                attribute(&mut self.stats, &mut self.name, &w, peers, &mut counted);
             }
         }
         let mut w = Waiting {
@@ -354,15 +354,12 @@ impl Pending {
         now: Instant,
         mut counted: impl FnMut(Settled<'_>),
     ) {
-        while self
+        let ready = self
             .queue
-            .front()
-            .is_some_and(|w| now.saturating_duration_since(w.updated) >= GRACE)
-        {
-            if let Some(w) = self.queue.pop_front() {
-                self.attribute(&w, peers, &mut counted);
-            }
-        }
+            .iter()
+            .take_while(|w| now.saturating_duration_since(w.updated) >= GRACE)
+            .count();
+        self.attribute_front(ready, peers, &mut counted);
     }
 
     /// Attributes every entry now (at exit).
@@ -374,9 +371,17 @@ impl Pending {
 
     /// [`Pending::settle_all`], handing each attribution to `counted`.
     pub fn settle_all_with(&mut self, peers: &Peers, mut counted: impl FnMut(Settled<'_>)) {
-        while let Some(w) = self.queue.pop_front() {
-            self.attribute(&w, peers, &mut counted);
+        self.attribute_front(self.queue.len(), peers, &mut counted);
+    }
+
+    /// Attributes the `n` oldest entries, in order, and drops them (in place: an entry is
+    /// large enough for moving it out to show).
+    fn attribute_front(&mut self, n: usize, peers: &Peers, counted: &mut impl FnMut(Settled<'_>)) {
+        let Pending { queue, stats, name } = self;
+        for w in queue.range(..n) {
+            attribute(stats, name, w, peers, counted);
         }
+        queue.drain(..n);
     }
 
     /// Exchanges waiting now.
@@ -387,44 +392,51 @@ impl Pending {
     pub fn is_empty(&self) -> bool {
         self.queue.is_empty()
     }
+}
 
-    /// Hands the edge of `w` to `counted`, unless the server's own records count it.
-    fn attribute(&mut self, w: &Waiting, peers: &Peers, counted: &mut impl FnMut(Settled<'_>)) {
-        let (client, server) = (w.client(), w.server());
-        let k8s = w.peer_k8s.as_ref().map(Text::as_str);
-        let edge = if w.server_side {
-            EdgeKeyRef {
-                client: peers.client_name(client, server, k8s),
-                server: w.service.as_str(),
-                protocol: w.protocol,
-            }
-        } else if peers.server_at_ref(server, client).is_some() {
-            // The server is observed: its own records count these exchanges.
-            self.stats.deduplicated += w.requests;
-            return;
-        } else {
-            let server = match k8s {
-                Some(name) => name,
-                None => {
-                    self.name.clear();
-                    server.write_host_port(&mut self.name);
-                    &self.name
-                }
-            };
-            EdgeKeyRef {
-                client: w.service.as_str(),
-                server,
-                protocol: w.protocol,
+/// Hands the edge of `w` to `counted`, unless the server's own records count it (then
+/// `stats` counts it deduplicated); `name` is where a server named by address is written.
+fn attribute(
+    stats: &mut GraphStats,
+    name: &mut String,
+    w: &Waiting,
+    peers: &Peers,
+    counted: &mut impl FnMut(Settled<'_>),
+) {
+    let (client, server) = (w.client(), w.server());
+    let k8s = w.peer_k8s.as_ref().map(Text::as_str);
+    let edge = if w.server_side {
+        EdgeKeyRef {
+            client: peers.client_name(client, server, k8s),
+            server: w.service.as_str(),
+            protocol: w.protocol,
+        }
+    } else if peers.server_at_ref(server, client).is_some() {
+        // The server is observed: its own records count these exchanges.
+        stats.deduplicated += w.requests;
+        return;
+    } else {
+        let server = match k8s {
+            Some(n) => n,
+            None => {
+                name.clear();
+                server.write_host_port(name);
+                name.as_str()
             }
         };
-        counted(Settled {
-            owner: w.service.as_str(),
-            edge,
-            requests: w.requests,
-            failed: w.failed,
-            latency: &w.latency,
-        });
-    }
+        EdgeKeyRef {
+            client: w.service.as_str(),
+            server,
+            protocol: w.protocol,
+        }
+    };
+    counted(Settled {
+        owner: w.service.as_str(),
+        edge,
+        requests: w.requests,
+        failed: w.failed,
+        latency: &w.latency,
+    });
 }
 
 #[cfg(test)]
