@@ -7,7 +7,8 @@
 //! - `observe/both_ends`: the same exchanges recorded by the server and by an observed client
 //!   (two records per exchange, the client's left to the server's on the graph);
 //! - `graph_only`: the service graph's share of `one_end`: learning the endpoint, queueing the
-//!   exchange and settling it (no series, no edge counters);
+//!   exchange and settling it (no series, no edge counters), through the borrowed attributions
+//!   the aggregator counts (`Pending::push_with`, `Pending::settle_all_with`);
 //! - `render`: the Prometheus text of an aggregate holding ~1,000 series and 20 edges.
 //!
 //! Run: `cargo bench -p wirelens-bench --bench aggregate`.
@@ -89,11 +90,14 @@ fn bench(c: &mut Criterion) {
         let mut peers = Peers::default();
         let mut pending = Pending::default();
         b.iter(|| {
+            let mut requests = 0;
             for r in &servers {
                 peers.learn(black_box(r), "web", 0);
-                black_box(pending.push(r, "web", &peers, std::time::Instant::now()));
+                let now = std::time::Instant::now();
+                pending.push_with(r, "web", &peers, now, |a| requests += a.requests);
             }
-            black_box(pending.settle_all(&peers));
+            pending.settle_all_with(&peers, |a| requests += black_box(a).requests);
+            black_box(requests)
         })
     });
     g.finish();

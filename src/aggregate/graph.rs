@@ -28,11 +28,13 @@
 //! depend on which side was observed.
 
 use std::collections::VecDeque;
+use std::hash::{Hash, Hasher};
 use std::time::{Duration, Instant};
 
+use hashbrown::Equivalent;
 use wirelens_protocols::{Response, Status};
 
-use super::peer::{is_server_side, Addr, Peers};
+use super::peer::{is_server_side, AddrRef, Peers};
 use super::Histogram;
 use crate::output::Record;
 
@@ -46,7 +48,7 @@ pub const GRACE: Duration = Duration::from_secs(1);
 pub const MERGE: Duration = Duration::from_millis(100);
 
 /// An edge of the service graph.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct EdgeKey {
     /// The calling service (or address, when not observed).
     pub client: String,
@@ -64,6 +66,46 @@ impl EdgeKey {
     pub fn is_overflow(&self) -> bool {
         self.client == OVERFLOW || self.server == OVERFLOW
     }
+
+    /// The same key, borrowed.
+    pub fn as_ref(&self) -> EdgeKeyRef<'_> {
+        EdgeKeyRef {
+            client: &self.client,
+            server: &self.server,
+            protocol: self.protocol,
+        }
+    }
+}
+
+/// Hashed as its borrowed form, so that an [`EdgeKeyRef`] finds it in a table.
+impl Hash for EdgeKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.as_ref().hash(state);
+    }
+}
+
+/// An edge named by borrowed text: what the edge tables are searched with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct EdgeKeyRef<'a> {
+    pub client: &'a str,
+    pub server: &'a str,
+    pub protocol: &'static str,
+}
+
+impl Equivalent<EdgeKey> for EdgeKeyRef<'_> {
+    fn equivalent(&self, key: &EdgeKey) -> bool {
+        *self == key.as_ref()
+    }
+}
+
+impl EdgeKeyRef<'_> {
+    pub fn to_owned(self) -> EdgeKey {
+        EdgeKey {
+            client: self.client.to_string(),
+            server: self.server.to_string(),
+            protocol: self.protocol,
+        }
+    }
 }
 
 /// The counters and histogram of one edge, cumulative since it appeared.
@@ -79,10 +121,10 @@ pub struct Edge {
 }
 
 impl Edge {
-    pub(super) fn add(&mut self, a: &Attribution, period: u64) {
+    pub(super) fn add(&mut self, a: &Settled<'_>, period: u64) {
         self.requests += a.requests;
         self.failed += a.failed;
-        self.latency.merge(&a.latency);
+        self.latency.merge(a.latency);
         self.last_period = period;
     }
 }
@@ -96,17 +138,53 @@ pub fn failed(r: &Record) -> bool {
     }
 }
 
+/// Bytes of [`Text`] kept inline: the text of any IP address (39 at most), most names.
+const INLINE: usize = 46;
+
+/// Text kept inline up to [`INLINE`] bytes, on the heap beyond: an entry costs no allocation
+/// for the addresses and names it keeps until it settles.
+#[derive(Clone, Debug)]
+enum Text {
+    Inline { len: u8, bytes: [u8; INLINE] },
+    Heap(Box<str>),
+}
+
+impl Text {
+    fn new(s: &str) -> Text {
+        match u8::try_from(s.len()) {
+            Ok(len) if s.len() <= INLINE => {
+                let mut bytes = [0; INLINE];
+                bytes[..s.len()].copy_from_slice(s.as_bytes());
+                Text::Inline { len, bytes }
+            }
+            _ => Text::Heap(s.into()),
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        match self {
+            // A whole `str` was copied in: always UTF-8, the default is never taken.
+            Text::Inline { len, bytes } => {
+                std::str::from_utf8(&bytes[..usize::from(*len)]).unwrap_or_default()
+            }
+            Text::Heap(s) => s,
+        }
+    }
+}
+
 /// Exchanges of one connection, seen from one side, waiting to be attributed.
 #[derive(Clone, Debug)]
 struct Waiting {
     /// The observed service whose records these are.
-    service: String,
+    service: Text,
     server_side: bool,
-    client: Addr,
-    server: Addr,
+    client_ip: Text,
+    client_port: u16,
+    server_ip: Text,
+    server_port: u16,
     protocol: &'static str,
     /// The far end's Kubernetes name, when the record had one ([`super::peer::k8s_name`]).
-    peer_k8s: Option<String>,
+    peer_k8s: Option<Text>,
     requests: u64,
     failed: u64,
     latency: Histogram,
@@ -120,11 +198,11 @@ impl Waiting {
     fn same(&self, r: &Record, service: &str) -> bool {
         self.server_side == is_server_side(r)
             && self.protocol == r.protocol
-            && self.client.port == r.client.port
-            && self.server.port == r.server.port
-            && self.client.ip == r.client.ip
-            && self.server.ip == r.server.ip
-            && self.service == service
+            && self.client_port == r.client.port
+            && self.server_port == r.server.port
+            && self.client_ip.as_str() == r.client.ip
+            && self.server_ip.as_str() == r.server.ip
+            && self.service.as_str() == service
     }
 
     fn add(&mut self, r: &Record) {
@@ -134,6 +212,20 @@ impl Waiting {
         }
         if let Some(ns) = r.latency_ns {
             self.latency.observe(ns);
+        }
+    }
+
+    fn client(&self) -> AddrRef<'_> {
+        AddrRef {
+            ip: self.client_ip.as_str(),
+            port: self.client_port,
+        }
+    }
+
+    fn server(&self) -> AddrRef<'_> {
+        AddrRef {
+            ip: self.server_ip.as_str(),
+            port: self.server_port,
         }
     }
 }
@@ -150,6 +242,28 @@ pub struct Attribution {
     pub latency: Histogram,
 }
 
+/// An [`Attribution`] borrowed from the entry that settled, as the aggregator counts it.
+#[derive(Clone, Copy, Debug)]
+pub struct Settled<'a> {
+    pub owner: &'a str,
+    pub edge: EdgeKeyRef<'a>,
+    pub requests: u64,
+    pub failed: u64,
+    pub latency: &'a Histogram,
+}
+
+impl Settled<'_> {
+    pub fn to_owned(&self) -> Attribution {
+        Attribution {
+            owner: self.owner.to_string(),
+            edge: self.edge.to_owned(),
+            requests: self.requests,
+            failed: self.failed,
+            latency: self.latency.clone(),
+        }
+    }
+}
+
 /// Counters of the service graph itself.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct GraphStats {
@@ -164,6 +278,8 @@ pub struct GraphStats {
 pub struct Pending {
     queue: VecDeque<Waiting>,
     pub stats: GraphStats,
+    /// Where a server named by its address is written while its entry is counted.
+    name: String,
 }
 
 impl Pending {
@@ -176,6 +292,20 @@ impl Pending {
         peers: &Peers,
         now: Instant,
     ) -> Vec<Attribution> {
+        let mut early = Vec::new();
+        self.push_with(r, service, peers, now, |a| early.push(a.to_owned()));
+        early
+    }
+
+    /// [`Pending::push`], handing the entry attributed early, if any, to `counted`.
+    pub fn push_with(
+        &mut self,
+        r: &Record,
+        service: &str,
+        peers: &Peers,
+        now: Instant,
+        mut counted: impl FnMut(Settled<'_>),
+    ) {
         if let Some(w) = self
             .queue
             .back_mut()
@@ -183,22 +313,23 @@ impl Pending {
         {
             w.add(r);
             w.updated = now;
-            return Vec::new();
+            return;
         }
-        let mut early = Vec::new();
         if self.queue.len() >= MAX_PENDING {
             if let Some(w) = self.queue.pop_front() {
                 self.stats.settled_early += w.requests;
-                early = self.attribute(std::iter::once(w), peers);
+                attribute(&mut self.stats, &mut self.name, &w, peers, &mut counted);
             }
         }
         let mut w = Waiting {
-            service: service.to_string(),
+            service: Text::new(service),
             server_side: is_server_side(r),
-            client: Addr::from(&r.client),
-            server: Addr::from(&r.server),
+            client_ip: Text::new(&r.client.ip),
+            client_port: r.client.port,
+            server_ip: Text::new(&r.server.ip),
+            server_port: r.server.port,
             protocol: r.protocol,
-            peer_k8s: super::peer::k8s_name(r),
+            peer_k8s: super::peer::k8s_name_ref(r).map(Text::new),
             requests: 0,
             failed: 0,
             latency: Histogram::default(),
@@ -207,24 +338,50 @@ impl Pending {
         };
         w.add(r);
         self.queue.push_back(w);
-        early
     }
 
     /// Attributes the entries whose last exchange has waited [`GRACE`] at `now`.
     pub fn settle(&mut self, peers: &Peers, now: Instant) -> Vec<Attribution> {
+        let mut out = Vec::new();
+        self.settle_with(peers, now, |a| out.push(a.to_owned()));
+        out
+    }
+
+    /// [`Pending::settle`], handing each attribution to `counted`.
+    pub fn settle_with(
+        &mut self,
+        peers: &Peers,
+        now: Instant,
+        mut counted: impl FnMut(Settled<'_>),
+    ) {
         let ready = self
             .queue
             .iter()
             .take_while(|w| now.saturating_duration_since(w.updated) >= GRACE)
             .count();
-        let done: Vec<Waiting> = self.queue.drain(..ready).collect();
-        self.attribute(done, peers)
+        self.attribute_front(ready, peers, &mut counted);
     }
 
     /// Attributes every entry now (at exit).
     pub fn settle_all(&mut self, peers: &Peers) -> Vec<Attribution> {
-        let done: Vec<Waiting> = self.queue.drain(..).collect();
-        self.attribute(done, peers)
+        let mut out = Vec::new();
+        self.settle_all_with(peers, |a| out.push(a.to_owned()));
+        out
+    }
+
+    /// [`Pending::settle_all`], handing each attribution to `counted`.
+    pub fn settle_all_with(&mut self, peers: &Peers, mut counted: impl FnMut(Settled<'_>)) {
+        self.attribute_front(self.queue.len(), peers, &mut counted);
+    }
+
+    /// Attributes the `n` oldest entries, in order, and drops them (in place: an entry is
+    /// large enough for moving it out to show).
+    fn attribute_front(&mut self, n: usize, peers: &Peers, counted: &mut impl FnMut(Settled<'_>)) {
+        let Pending { queue, stats, name } = self;
+        for w in queue.range(..n) {
+            attribute(stats, name, w, peers, counted);
+        }
+        queue.drain(..n);
     }
 
     /// Exchanges waiting now.
@@ -235,41 +392,51 @@ impl Pending {
     pub fn is_empty(&self) -> bool {
         self.queue.is_empty()
     }
+}
 
-    fn attribute(
-        &mut self,
-        waiting: impl IntoIterator<Item = Waiting>,
-        peers: &Peers,
-    ) -> Vec<Attribution> {
-        let mut out = Vec::new();
-        for w in waiting {
-            let edge = if w.server_side {
-                EdgeKey {
-                    client: peers.name_client(&w.client, &w.server, w.peer_k8s.as_deref()),
-                    server: w.service.clone(),
-                    protocol: w.protocol,
-                }
-            } else if peers.server_at(&w.server, &w.client).is_some() {
-                // The server is observed: its own records count these exchanges.
-                self.stats.deduplicated += w.requests;
-                continue;
-            } else {
-                EdgeKey {
-                    client: w.service.clone(),
-                    server: w.peer_k8s.clone().unwrap_or_else(|| w.server.host_port()),
-                    protocol: w.protocol,
-                }
-            };
-            out.push(Attribution {
-                owner: w.service,
-                edge,
-                requests: w.requests,
-                failed: w.failed,
-                latency: w.latency,
-            });
+/// Hands the edge of `w` to `counted`, unless the server's own records count it (then
+/// `stats` counts it deduplicated); `name` is where a server named by address is written.
+fn attribute(
+    stats: &mut GraphStats,
+    name: &mut String,
+    w: &Waiting,
+    peers: &Peers,
+    counted: &mut impl FnMut(Settled<'_>),
+) {
+    let (client, server) = (w.client(), w.server());
+    let k8s = w.peer_k8s.as_ref().map(Text::as_str);
+    let edge = if w.server_side {
+        EdgeKeyRef {
+            client: peers.client_name(client, server, k8s),
+            server: w.service.as_str(),
+            protocol: w.protocol,
         }
-        out
-    }
+    } else if peers.server_at_ref(server, client).is_some() {
+        // The server is observed: its own records count these exchanges.
+        stats.deduplicated += w.requests;
+        return;
+    } else {
+        let server = match k8s {
+            Some(n) => n,
+            None => {
+                name.clear();
+                server.write_host_port(name);
+                name.as_str()
+            }
+        };
+        EdgeKeyRef {
+            client: w.service.as_str(),
+            server,
+            protocol: w.protocol,
+        }
+    };
+    counted(Settled {
+        owner: w.service.as_str(),
+        edge,
+        requests: w.requests,
+        failed: w.failed,
+        latency: &w.latency,
+    });
 }
 
 #[cfg(test)]
@@ -438,6 +605,22 @@ mod tests {
         assert!(got >= 150, "{got} attributed during the stream");
         got += p.settle_all(&peers).iter().map(|a| a.requests).sum::<u64>();
         assert_eq!(got, 300);
+    }
+
+    #[test]
+    fn long_names_are_kept_whole() {
+        for len in [0, 1, INLINE - 1, INLINE, INLINE + 1, 300] {
+            let s: String = "é".repeat(len / 2) + &"x".repeat(len % 2);
+            assert_eq!(Text::new(&s).as_str(), s);
+        }
+        let (mut p, mut peers) = (Pending::default(), Peers::default());
+        let long = "a-service-name-longer-than-what-an-entry-keeps-inline";
+        let r = rec(Role::Client, long, C, "10.9.9.9:5432", 200);
+        feed(&mut p, &mut peers, std::slice::from_ref(&r));
+        let got = p.settle_all(&peers);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].owner, long);
+        assert_eq!(got[0].edge, edge(long, "10.9.9.9:5432"));
     }
 
     #[test]

@@ -24,14 +24,15 @@ pub mod key;
 pub mod peer;
 pub mod route;
 
-use std::collections::HashMap;
+use std::time::Instant;
 
+use hashbrown::HashMap;
 use serde::Deserialize;
-use wirelens_protocols::Status;
+use wirelens_protocols::{Request, Status};
 
-pub use graph::{Edge, EdgeKey, GraphStats};
+pub use graph::{Edge, EdgeKey, EdgeKeyRef, GraphStats};
 pub use histogram::Histogram;
-pub use key::{DbSystem, Family, Operation, SeriesKey};
+pub use key::{DbSystem, Family, Operation, OperationRef, SeriesKey, SeriesKeyRef};
 pub use peer::Peers;
 pub use route::{RoutePatterns, RouteTree};
 
@@ -205,6 +206,54 @@ impl Service {
     }
 }
 
+/// Counts exchanges on their edge in the owner service's table, or on its overflow edge when
+/// the service's budget (`budget` series and edges) is spent; `dropped` counts those.
+fn count_edge(
+    services: &mut HashMap<String, Service>,
+    dropped: &mut HashMap<String, u64>,
+    budget: usize,
+    period: u64,
+    a: graph::Settled<'_>,
+) {
+    let service = services.entry_ref(a.owner).or_default();
+    if let Some(e) = service.edges.get_mut(&a.edge) {
+        e.add(&a, period);
+        return;
+    }
+    if service.own_series() < budget {
+        service
+            .edges
+            .entry(a.edge.to_owned())
+            .or_default()
+            .add(&a, period);
+        return;
+    }
+    *dropped.entry_ref(a.owner).or_default() += 1;
+    let key = if a.edge.server == a.owner {
+        EdgeKeyRef {
+            client: graph::OVERFLOW,
+            server: a.owner,
+            protocol: a.edge.protocol,
+        }
+    } else {
+        EdgeKeyRef {
+            client: a.owner,
+            server: graph::OVERFLOW,
+            protocol: a.edge.protocol,
+        }
+    };
+    if let Some(e) = service.edges.get_mut(&key) {
+        e.add(&a, period);
+        return;
+    }
+    service.edge_overflow += 1;
+    service
+        .edges
+        .entry(key.to_owned())
+        .or_default()
+        .add(&a, period);
+}
+
 /// An edge as exporters see it.
 #[derive(Clone, Copy, Debug)]
 pub struct EdgeRef<'a> {
@@ -234,6 +283,10 @@ pub struct Aggregator {
     dropped: HashMap<String, u64>,
     peers: Peers,
     pending: graph::Pending,
+    /// Where the route and the error type of a record are written while it is counted (one
+    /// buffer each, reused: no allocation per record).
+    route: String,
+    error_type: String,
 }
 
 impl Aggregator {
@@ -246,6 +299,8 @@ impl Aggregator {
             dropped: HashMap::new(),
             peers: Peers::default(),
             pending: graph::Pending::default(),
+            route: String::new(),
+            error_type: String::new(),
         }
     }
 
@@ -258,110 +313,84 @@ impl Aggregator {
     pub fn observe(&mut self, r: &Record) {
         let name = key::service_of(r);
         self.peers.learn(r, name, self.period);
-        let now = std::time::Instant::now();
-        for a in self.pending.push(r, name, &self.peers, now) {
-            self.count_edge(a);
-        }
-        if !self.services.contains_key(name) {
-            self.services.insert(name.to_string(), Service::default());
-        }
-        let Some(service) = self.services.get_mut(name) else {
-            return;
-        };
-        let settings = &self.settings;
-        let routes = &mut service.routes;
-        let k = key::key_of(r, |family, raw| {
-            if let Some(p) = settings.routes.matching(raw) {
-                return p.to_string();
-            }
-            routes
-                .entry(family)
-                .or_insert_with(|| RouteTree::new(settings.segment_values))
-                .template(raw)
+        let now = Instant::now();
+        let Aggregator {
+            settings,
+            services,
+            period,
+            dropped,
+            peers,
+            pending,
+            route,
+            error_type,
+            ..
+        } = self;
+        let (period, budget) = (*period, settings.series_per_service);
+        pending.push_with(r, name, peers, now, |a| {
+            count_edge(services, dropped, budget, period, a)
         });
-        let period = self.period;
+        let service = services.entry_ref(name).or_default();
+        let mut http_route = "";
+        if let Request::Http(q) = &r.request {
+            let raw = key::raw_route(q);
+            http_route = match settings.routes.matching(&raw) {
+                Some(p) => p,
+                None => {
+                    service
+                        .routes
+                        .entry(key::family_of(r))
+                        .or_insert_with(|| RouteTree::new(settings.segment_values))
+                        .template_into(&raw, route);
+                    route.as_str()
+                }
+            };
+        }
+        key::write_error_type(r, error_type);
+        let k = key::key_ref(r, http_route, error_type);
         if let Some(s) = service.series.get_mut(&k) {
             s.add(r, period);
             return;
         }
-        let k = if service.own_series() < settings.series_per_service {
-            k
-        } else {
-            match self.dropped.get_mut(name) {
-                Some(n) => *n += 1,
-                None => {
-                    self.dropped.insert(name.to_string(), 1);
-                }
-            }
-            let k = SeriesKey::overflow(k.family);
-            if let Some(s) = service.series.get_mut(&k) {
-                s.add(r, period);
-                return;
-            }
-            service.overflow += 1;
-            k
-        };
+        if service.own_series() < budget {
+            service
+                .series
+                .entry(k.to_owned())
+                .or_default()
+                .add(r, period);
+            return;
+        }
+        *dropped.entry_ref(name).or_default() += 1;
+        let k = SeriesKey::overflow(k.family);
+        if let Some(s) = service.series.get_mut(&k) {
+            s.add(r, period);
+            return;
+        }
+        service.overflow += 1;
         service.series.entry(k).or_default().add(r, period);
     }
 
     /// Attributes to their edges the exchanges that have waited [`graph::GRACE`] for the
     /// other side's record ([`graph`]); the live pipeline calls it every second.
     pub fn settle(&mut self) {
-        self.settle_at(std::time::Instant::now());
+        self.settle_at(Instant::now());
     }
 
     /// [`Aggregator::settle`] as if it were `now` (tests).
-    pub fn settle_at(&mut self, now: std::time::Instant) {
-        for a in self.pending.settle(&self.peers, now) {
-            self.count_edge(a);
-        }
+    pub fn settle_at(&mut self, now: Instant) {
+        let (period, budget) = (self.period, self.settings.series_per_service);
+        let (services, dropped) = (&mut self.services, &mut self.dropped);
+        self.pending.settle_with(&self.peers, now, |a| {
+            count_edge(services, dropped, budget, period, a)
+        });
     }
 
     /// Settles every exchange waiting (at exit, or in tests).
     pub fn settle_all(&mut self) {
-        for a in self.pending.settle_all(&self.peers) {
-            self.count_edge(a);
-        }
-    }
-
-    fn count_edge(&mut self, a: graph::Attribution) {
-        let period = self.period;
-        let budget = self.settings.series_per_service;
-        if !self.services.contains_key(&a.owner) {
-            self.services.insert(a.owner.clone(), Service::default());
-        }
-        let Some(service) = self.services.get_mut(&a.owner) else {
-            return;
-        };
-        if let Some(e) = service.edges.get_mut(&a.edge) {
-            e.add(&a, period);
-            return;
-        }
-        let key = if service.own_series() < budget {
-            a.edge.clone()
-        } else {
-            *self.dropped.entry(a.owner.clone()).or_default() += 1;
-            let key = if a.edge.server == a.owner {
-                EdgeKey {
-                    client: graph::OVERFLOW.into(),
-                    server: a.owner.clone(),
-                    protocol: a.edge.protocol,
-                }
-            } else {
-                EdgeKey {
-                    client: a.owner.clone(),
-                    server: graph::OVERFLOW.into(),
-                    protocol: a.edge.protocol,
-                }
-            };
-            if let Some(e) = service.edges.get_mut(&key) {
-                e.add(&a, period);
-                return;
-            }
-            service.edge_overflow += 1;
-            key
-        };
-        service.edges.entry(key).or_default().add(&a, period);
+        let (period, budget) = (self.period, self.settings.series_per_service);
+        let (services, dropped) = (&mut self.services, &mut self.dropped);
+        self.pending.settle_all_with(&self.peers, |a| {
+            count_edge(services, dropped, budget, period, a)
+        });
     }
 
     /// Closes the current period: series and edges (and services) not updated during the

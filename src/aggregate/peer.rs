@@ -26,8 +26,9 @@
 //! own endpoint and names the translated address; two network namespaces using the same
 //! address and port are one endpoint.
 
-use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 
+use hashbrown::{Equivalent, HashMap};
 use wirelens_protocols::Role;
 
 use crate::output::{Endpoint, Record};
@@ -37,7 +38,7 @@ use crate::output::{Endpoint, Record};
 pub const MAX_ENDPOINTS: usize = 65_536;
 
 /// A local endpoint of an observed process.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Addr {
     pub ip: String,
     pub port: u16,
@@ -55,10 +56,69 @@ impl From<&Endpoint> for Addr {
 impl Addr {
     /// `ip:port`, IPv6 in brackets (`[::1]:8080`).
     pub fn host_port(&self) -> String {
-        if self.ip.contains(':') {
-            format!("[{}]:{}", self.ip, self.port)
-        } else {
-            format!("{}:{}", self.ip, self.port)
+        let mut out = String::new();
+        self.as_ref().write_host_port(&mut out);
+        out
+    }
+
+    /// The same endpoint, borrowed.
+    pub fn as_ref(&self) -> AddrRef<'_> {
+        AddrRef {
+            ip: &self.ip,
+            port: self.port,
+        }
+    }
+}
+
+/// Hashed as its borrowed form, so that an [`AddrRef`] finds it in a table without a copy of
+/// the address text.
+impl Hash for Addr {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.as_ref().hash(state);
+    }
+}
+
+/// An endpoint borrowed from a record or an [`Addr`]: what the tables are searched with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct AddrRef<'a> {
+    pub ip: &'a str,
+    pub port: u16,
+}
+
+impl<'a> From<&'a Endpoint> for AddrRef<'a> {
+    fn from(e: &'a Endpoint) -> AddrRef<'a> {
+        AddrRef {
+            ip: &e.ip,
+            port: e.port,
+        }
+    }
+}
+
+impl Equivalent<Addr> for AddrRef<'_> {
+    fn equivalent(&self, key: &Addr) -> bool {
+        *self == key.as_ref()
+    }
+}
+
+impl AddrRef<'_> {
+    /// Appends `ip:port`, IPv6 in brackets (`[::1]:8080`).
+    pub fn write_host_port(self, out: &mut String) {
+        let bracket = self.ip.contains(':');
+        if bracket {
+            out.push('[');
+        }
+        out.push_str(self.ip);
+        if bracket {
+            out.push(']');
+        }
+        out.push(':');
+        super::key::push_u16(out, self.port);
+    }
+
+    pub fn to_owned(self) -> Addr {
+        Addr {
+            ip: self.ip.to_string(),
+            port: self.port,
         }
     }
 }
@@ -113,7 +173,7 @@ impl Peers {
             // first send): names nothing.
             return;
         }
-        let addr = Addr::from(local);
+        let addr = AddrRef::from(local);
         if let Some(k) = table.get_mut(&addr) {
             if k.service != service {
                 k.service = service.to_string();
@@ -126,7 +186,7 @@ impl Peers {
             return;
         }
         table.insert(
-            addr,
+            addr.to_owned(),
             Known {
                 service: service.to_string(),
                 last_period: period,
@@ -136,41 +196,76 @@ impl Peers {
 
     /// The observed service answering on `server` (reached from `client`), if any.
     pub fn server_at(&self, server: &Addr, client: &Addr) -> Option<&str> {
-        find(&self.servers, server, client)
+        self.server_at_ref(server.as_ref(), client.as_ref())
     }
 
     /// The observed service connecting from `client` (to `server`), if any.
     pub fn client_at(&self, client: &Addr, server: &Addr) -> Option<&str> {
+        self.client_at_ref(client.as_ref(), server.as_ref())
+    }
+
+    /// [`Peers::server_at`] with borrowed endpoints.
+    pub fn server_at_ref(&self, server: AddrRef<'_>, client: AddrRef<'_>) -> Option<&str> {
+        find(&self.servers, server, client)
+    }
+
+    /// [`Peers::client_at`] with borrowed endpoints.
+    pub fn client_at_ref(&self, client: AddrRef<'_>, server: AddrRef<'_>) -> Option<&str> {
         find(&self.clients, client, server)
     }
 
     /// The name of the far end of `r`: the observed service behind its endpoint, else its
     /// address (`ip:port` for a server, `ip` for a client).
     pub fn peer_of(&self, r: &Record) -> String {
-        let (client, server) = (Addr::from(&r.client), Addr::from(&r.server));
-        let k8s = k8s_name(r);
+        let (client, server) = (AddrRef::from(&r.client), AddrRef::from(&r.server));
+        let k8s = k8s_name_ref(r);
+        let mut out = String::new();
         if is_server_side(r) {
-            self.name_client(&client, &server, k8s.as_deref())
+            out.push_str(self.client_name(client, server, k8s));
         } else {
-            self.name_server(&server, &client, k8s.as_deref())
+            self.write_server_name(server, client, k8s, &mut out);
         }
+        out
     }
 
     /// A client's name: its observed service, else its Kubernetes name (`k8s`), else its
     /// address alone.
     pub fn name_client(&self, client: &Addr, server: &Addr, k8s: Option<&str>) -> String {
-        match self.client_at(client, server).or(k8s) {
-            Some(name) => name.to_string(),
-            None => client.ip.clone(),
-        }
+        self.client_name(client.as_ref(), server.as_ref(), k8s)
+            .to_string()
     }
 
     /// A server's name: its observed service, else its Kubernetes name (`k8s`), else
     /// `ip:port`.
     pub fn name_server(&self, server: &Addr, client: &Addr, k8s: Option<&str>) -> String {
-        match self.server_at(server, client).or(k8s) {
-            Some(name) => name.to_string(),
-            None => server.host_port(),
+        let mut out = String::new();
+        self.write_server_name(server.as_ref(), client.as_ref(), k8s, &mut out);
+        out
+    }
+
+    /// [`Peers::name_client`], borrowed from the arguments or the table.
+    pub fn client_name<'a>(
+        &'a self,
+        client: AddrRef<'a>,
+        server: AddrRef<'_>,
+        k8s: Option<&'a str>,
+    ) -> &'a str {
+        self.client_at_ref(client, server)
+            .or(k8s)
+            .unwrap_or(client.ip)
+    }
+
+    /// [`Peers::name_server`], appended to `out`.
+    pub fn write_server_name(
+        &self,
+        server: AddrRef<'_>,
+        client: AddrRef<'_>,
+        k8s: Option<&str>,
+        out: &mut String,
+    ) {
+        match self.server_at_ref(server, client).or(k8s) {
+            Some(name) => out.push_str(name),
+            None => server.write_host_port(out),
         }
     }
 
@@ -198,36 +293,43 @@ impl Peers {
 /// the identity rule when the address is a pod of this node, else the Service that owns the
 /// address, else the pod's name.
 pub fn k8s_name(r: &Record) -> Option<String> {
+    k8s_name_ref(r).map(str::to_string)
+}
+
+/// [`k8s_name`], borrowed from the record.
+pub fn k8s_name_ref(r: &Record) -> Option<&str> {
     let p = &r.peer_k8s.as_ref()?.0;
     p.workload
-        .clone()
-        .or_else(|| p.service.clone())
-        .or_else(|| p.pod.clone())
+        .as_deref()
+        .or(p.service.as_deref())
+        .or(p.pod.as_deref())
         .filter(|n| !n.is_empty())
 }
 
 /// `at` in `table`, else, when `at` is on this host as seen from `other` (loopback, or the
 /// same address), a wildcard-bound endpoint of the same port.
-fn find<'a>(table: &'a HashMap<Addr, Known>, at: &Addr, other: &Addr) -> Option<&'a str> {
-    if let Some(k) = table.get(at) {
+fn find<'a>(
+    table: &'a HashMap<Addr, Known>,
+    at: AddrRef<'_>,
+    other: AddrRef<'_>,
+) -> Option<&'a str> {
+    if let Some(k) = table.get(&at) {
         return Some(&k.service);
     }
+    // The wildcard entries first: a lookup costs less than parsing the address, and most
+    // tables hold none.
+    let wildcard = ["0.0.0.0", "::"].into_iter().find_map(|any| {
+        table.get(&AddrRef {
+            ip: any,
+            port: at.port,
+        })
+    })?;
     let local = at.ip == other.ip
         || at
             .ip
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback());
-    if !local {
-        return None;
-    }
-    ["0.0.0.0", "::"].into_iter().find_map(|any| {
-        table
-            .get(&Addr {
-                ip: any.to_string(),
-                port: at.port,
-            })
-            .map(|k| k.service.as_str())
-    })
+    local.then_some(wildcard.service.as_str())
 }
 
 #[cfg(test)]
@@ -317,6 +419,28 @@ mod tests {
             0,
         );
         assert_eq!(p.len(), (0, 1));
+    }
+
+    #[test]
+    fn borrowed_endpoints_find_and_name_the_owned_ones() {
+        let v4 = Addr {
+            ip: "10.0.0.2".into(),
+            port: 8080,
+        };
+        let v6 = Addr {
+            ip: "::1".into(),
+            port: 0,
+        };
+        assert_eq!(v4.host_port(), "10.0.0.2:8080");
+        assert_eq!(v6.host_port(), "[::1]:0");
+        let table: HashMap<Addr, u8> = [(v4.clone(), 4), (v6.clone(), 6)].into_iter().collect();
+        assert_eq!(table.get(&v4.as_ref()), Some(&4));
+        assert_eq!(table.get(&v6.as_ref()), Some(&6));
+        let other = AddrRef {
+            ip: "10.0.0.2",
+            port: 8081,
+        };
+        assert_eq!(table.get(&other), None);
     }
 
     #[test]

@@ -15,7 +15,8 @@
 //! unbounded set of paths (user names, slugs, search terms in the path) costs a bounded number
 //! of series, while a service with a fixed API keeps its routes readable.
 
-use std::collections::HashMap;
+use hashbrown::hash_map::EntryRef;
+use hashbrown::HashMap;
 
 /// What a collapsed segment becomes.
 pub const PARAM: &str = "{param}";
@@ -127,6 +128,13 @@ impl RouteTree {
     /// seen yet.
     pub fn template(&mut self, route: &str) -> String {
         let mut out = String::with_capacity(route.len());
+        self.template_into(route, &mut out);
+        out
+    }
+
+    /// [`RouteTree::template`], written over `out` (the aggregator reuses one buffer).
+    pub fn template_into(&mut self, route: &str, out: &mut String) {
+        out.clear();
         let mut node = Some(&mut self.root);
         for (i, seg) in route.split('/').enumerate() {
             if i > 0 {
@@ -138,8 +146,8 @@ impl RouteTree {
                 continue;
             };
             if n.wild.is_none()
-                && !n.children.contains_key(seg)
                 && n.children.len() >= self.segment_values
+                && !n.children.contains_key(seg)
             {
                 let freed = n.size();
                 n.children.clear();
@@ -152,18 +160,19 @@ impl RouteTree {
                 node = Some(w);
                 continue;
             }
-            if !n.children.contains_key(seg) {
-                if self.nodes >= MAX_ROUTE_NODES {
-                    out.push_str(PARAM);
-                    continue;
+            match n.children.entry_ref(seg) {
+                EntryRef::Occupied(child) => {
+                    out.push_str(seg);
+                    node = Some(child.into_mut());
                 }
-                self.nodes += 1;
-                n.children.insert(seg.to_string(), Node::default());
+                EntryRef::Vacant(_) if self.nodes >= MAX_ROUTE_NODES => out.push_str(PARAM),
+                EntryRef::Vacant(place) => {
+                    self.nodes += 1;
+                    out.push_str(seg);
+                    node = Some(place.insert(Node::default()));
+                }
             }
-            out.push_str(seg);
-            node = n.children.get_mut(seg);
         }
-        out
     }
 
     /// Nodes held now.
@@ -218,6 +227,21 @@ mod tests {
         assert_eq!(t.collapsed, 1);
         // "", u, {param}, x, v, a (the root is not counted)
         assert_eq!(t.nodes(), 6);
+    }
+
+    #[test]
+    fn a_reused_buffer_holds_only_the_last_route() {
+        let mut t = RouteTree::new(2);
+        let mut out = String::from("left over");
+        for (route, want) in [
+            ("/a/x", "/a/x"),
+            ("/a/y", "/a/y"),
+            ("/a/z", "/a/{param}"),
+            ("/b", "/b"),
+        ] {
+            t.template_into(route, &mut out);
+            assert_eq!(out, want);
+        }
     }
 
     #[test]
