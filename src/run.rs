@@ -198,8 +198,9 @@ fn write_all(
     }
     if !records.is_empty() {
         let mut agg = metrics.aggregator();
+        let now = std::time::Instant::now();
         for r in records.iter() {
-            agg.observe(r);
+            agg.observe_at(r, now);
         }
     }
     for r in records.drain(..) {

@@ -311,9 +311,14 @@ impl Aggregator {
     /// Counts one record in its series (or its service's overflow series), and queues its
     /// exchange for the service graph ([`Aggregator::settle`]).
     pub fn observe(&mut self, r: &Record) {
+        self.observe_at(r, Instant::now());
+    }
+
+    /// [`Aggregator::observe`] with the time the record reached the aggregator given (one
+    /// reading of the clock serves a whole batch of records).
+    pub fn observe_at(&mut self, r: &Record, now: Instant) {
         let name = key::service_of(r);
         self.peers.learn(r, name, self.period);
-        let now = Instant::now();
         let Aggregator {
             settings,
             services,
