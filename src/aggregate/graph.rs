@@ -16,8 +16,10 @@
 //! pipeline running late delays both sides alike), and [`Pending::settle`] (every second in
 //! the live pipeline) attributes what has waited that long. By then the other side's record,
 //! if there is one, has been seen, which also lets a server's record name its client by
-//! service. Consecutive exchanges of one connection seen from one side within [`MERGE`] wait as
-//! one entry (a keep-alive burst costs no allocation per exchange). When more than
+//! service. The exchanges of one connection seen from one side within [`MERGE`] of its entry's
+//! opening wait as that one entry, found among the [`MERGE_SCAN`] newest (keep-alive
+//! connections, interleaved or not, cost an entry per connection per [`MERGE`], not one per
+//! exchange). When more than
 //! [`MAX_PENDING`] entries wait, the oldest is attributed early with what is known then (its
 //! exchanges counted: `settled_early`).
 //!
@@ -46,6 +48,9 @@ pub const GRACE: Duration = Duration::from_secs(1);
 
 /// Exchanges of one connection and side join the entry that opened less than this ago.
 pub const MERGE: Duration = Duration::from_millis(100);
+
+/// How many of the newest entries an exchange looks through for its connection's entry.
+pub const MERGE_SCAN: usize = 64;
 
 /// An edge of the service graph.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -306,10 +311,16 @@ impl Pending {
         now: Instant,
         mut counted: impl FnMut(Settled<'_>),
     ) {
+        // The entry of this connection and side opened less than MERGE ago, among the newest
+        // (connections interleave: looking at the last entry alone would open one per
+        // exchange, and the queue would hold a second of traffic entry by entry).
         if let Some(w) = self
             .queue
-            .back_mut()
-            .filter(|w| now.saturating_duration_since(w.opened) < MERGE && w.same(r, service))
+            .iter_mut()
+            .rev()
+            .take(MERGE_SCAN)
+            .take_while(|w| now.saturating_duration_since(w.opened) < MERGE)
+            .find(|w| w.same(r, service))
         {
             w.add(r);
             w.updated = now;
@@ -510,6 +521,28 @@ mod tests {
             server: server.into(),
             protocol: "http",
         }
+    }
+
+    /// Eight keep-alive connections observed from both ends, their exchanges interleaved:
+    /// one waiting entry per connection and side, not one per exchange, and every exchange
+    /// counted once on its edge.
+    #[test]
+    fn interleaved_connections_wait_as_one_entry_each() {
+        let (mut p, mut peers) = (Pending::default(), Peers::default());
+        let t0 = Instant::now();
+        let mut records = Vec::new();
+        for i in 0..800 {
+            let client = format!("127.0.0.1:{}", 40_000 + i % 8);
+            records.push(rec(Role::Client, "app", &client, S, 200));
+            records.push(rec(Role::Server, "web", &client, S, 200));
+        }
+        assert!(feed_at(&mut p, &mut peers, &records, t0).is_empty());
+        assert_eq!(p.queue.len(), 16, "entries waiting");
+        assert_eq!(p.len(), 1600, "exchanges waiting");
+        let got = p.settle(&peers, t0 + GRACE);
+        let calls: u64 = got.iter().map(|a| a.requests).sum();
+        assert_eq!(calls, 800, "{got:?}");
+        assert!(got.iter().all(|a| a.edge == edge("app", "web")), "{got:?}");
     }
 
     #[test]
