@@ -30,8 +30,8 @@ pub fn route_template(target: &str) -> String {
     // First pass: the template's exact length, and whether any segment is an identifier.
     let mut len = path.len();
     let mut ids = 0usize;
-    for segment in path.split('/') {
-        if is_id(segment.as_bytes()) {
+    for segment in segments(path) {
+        if is_id(segment) {
             len = len - segment.len() + ID.len();
             ids += 1;
         }
@@ -44,9 +44,9 @@ pub fn route_template(target: &str) -> String {
     let mut out = String::with_capacity(len);
     let mut run = 0;
     let mut at = 0;
-    for segment in path.split('/') {
+    for segment in segments(path) {
         let end = at + segment.len();
-        if ids > 0 && is_id(segment.as_bytes()) {
+        if ids > 0 && is_id(segment) {
             out.push_str(&path[run..at]);
             out.push_str(ID);
             run = end;
@@ -57,6 +57,12 @@ pub fn route_template(target: &str) -> String {
     out.push_str(&path[run..]);
     debug_assert_eq!(out.len(), len);
     out
+}
+
+/// The `/`-separated segments of a path, as bytes: `/` is ASCII, so a byte split cuts where
+/// a character split would, without decoding characters.
+fn segments(path: &str) -> impl Iterator<Item = &[u8]> {
+    path.as_bytes().split(|b| *b == b'/')
 }
 
 /// The path of a request-target: query and fragment cut, scheme and authority of an
