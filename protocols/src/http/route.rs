@@ -75,6 +75,10 @@ fn path_of(target: &str) -> &str {
         .position(|b| b == b'?' || b == b'#')
         .unwrap_or(target.len());
     let target = &target[..end];
+    if target.starts_with('/') {
+        // origin-form, by far the most common: no scheme to strip.
+        return target;
+    }
     let lower_starts = |p: &str| {
         target
             .get(..p.len())
