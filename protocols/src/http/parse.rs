@@ -369,3 +369,26 @@ fn is_value_byte(b: u8) -> bool {
 pub(crate) fn is_target_byte(b: u8) -> bool {
     (0x21..0x7f).contains(&b) || b >= 0x80
 }
+
+#[cfg(test)]
+mod tests {
+    use super::owned_lossy;
+
+    #[test]
+    fn owned_lossy_is_the_lossy_conversion_with_exact_capacity() {
+        let cases: [&[u8]; 5] = [
+            b"",
+            b"localhost:8080",
+            "h\u{f6}st".as_bytes(),
+            b"a\xffb",
+            b"\xe2\x82",
+        ];
+        for bytes in cases {
+            let s = owned_lossy(bytes);
+            assert_eq!(s, String::from_utf8_lossy(bytes), "{bytes:?}");
+            if std::str::from_utf8(bytes).is_ok() {
+                assert_eq!(s.capacity(), bytes.len(), "{bytes:?}");
+            }
+        }
+    }
+}
