@@ -6,6 +6,10 @@
 //! - `mixed`: the same heads with Content-Length and chunked bodies of 0.1-8 KiB.
 //! - `pipelined`: ten requests per client chunk, ten responses per server chunk.
 //! - `head_byte_by_byte`: the worst case of one 16 KiB head fed one byte per chunk.
+//! - `exchange/keepalive_get`: the load generator's workload (`bench/src/bin/loadgen.rs`
+//!   against nginx): small GET requests and ~850-byte responses on one keep-alive
+//!   connection, each message in one chunk; the cost per exchange of parsing and pairing
+//!   both sides.
 //!
 //! Run: `cargo bench -p wirelens-bench --bench http`.
 
@@ -115,6 +119,31 @@ fn connection(n: usize, depth: usize, bodies: bool) -> Conn {
     }
 }
 
+/// The load generator's request and nginx's answer to it (default `index.html`, 615 bytes),
+/// ~850 bytes in all.
+const LOADGEN_GET: &[u8] = b"GET /index.html HTTP/1.1\r\nHost: localhost\r\n\r\n";
+const NGINX_HEAD: &str = "HTTP/1.1 200 OK\r\nServer: nginx/1.27.0\r\n\
+Date: Tue, 21 Nov 2025 10:00:00 GMT\r\nContent-Type: text/html\r\nContent-Length: 615\r\n\
+Last-Modified: Tue, 16 Apr 2024 14:29:59 GMT\r\nConnection: keep-alive\r\n\
+ETag: \"661e8b67-267\"\r\nAccept-Ranges: bytes\r\n\r\n";
+
+/// `n` load-generator exchanges on one keep-alive connection: one chunk per message.
+fn keepalive_get(n: usize) -> Conn {
+    let mut response = NGINX_HEAD.as_bytes().to_vec();
+    response.extend(std::iter::repeat_n(b'<', 615));
+    let mut chunks = Vec::with_capacity(2 * n);
+    for _ in 0..n {
+        chunks.push((Side::Client, LOADGEN_GET.to_vec()));
+        chunks.push((Side::Server, response.clone()));
+    }
+    let bytes = chunks.iter().map(|c| c.1.len() as u64).sum();
+    Conn {
+        chunks,
+        bytes,
+        exchanges: n as u64,
+    }
+}
+
 /// Parse and pair a whole connection; returns the number of exchanges.
 fn run(conn: &Conn) -> usize {
     let mut parser = HttpParser::new();
@@ -157,6 +186,14 @@ fn bench_http(c: &mut Criterion) {
             b.iter(|| run(black_box(conn)))
         });
     }
+    g.finish();
+
+    let conn = keepalive_get(1000);
+    let mut g = c.benchmark_group("exchange");
+    g.throughput(Throughput::Elements(conn.exchanges));
+    g.bench_with_input("keepalive_get", &conn, |b, conn| {
+        b.iter(|| run(black_box(conn)))
+    });
     g.finish();
 
     // Worst case: a 16 KiB head, one byte per chunk (each chunk re-parses the head so far).

@@ -113,7 +113,8 @@ enum Length {
     Invalid,
 }
 
-/// The header fields wirelens reads, found in one pass.
+/// The header fields wirelens reads, found in one pass. Host and traceparent are read in
+/// requests only (`REQUEST`): a response's are thrown away.
 #[derive(Debug)]
 struct Fields<'a> {
     host: Option<&'a [u8]>,
@@ -125,7 +126,7 @@ struct Fields<'a> {
 }
 
 impl<'a> Fields<'a> {
-    fn scan(headers: &[Header<'a>]) -> Fields<'a> {
+    fn scan<const REQUEST: bool>(headers: &[Header<'a>]) -> Fields<'a> {
         let mut f = Fields {
             host: None,
             traceparent: None,
@@ -137,10 +138,10 @@ impl<'a> Fields<'a> {
             let name = h.name.as_bytes();
             // Dispatch on length first: most fields are none of these.
             match name.len() {
-                4 if name.eq_ignore_ascii_case(b"host") => {
+                4 if REQUEST && name.eq_ignore_ascii_case(b"host") => {
                     f.host.get_or_insert(trim(h.value));
                 }
-                11 if name.eq_ignore_ascii_case(b"traceparent") => {
+                11 if REQUEST && name.eq_ignore_ascii_case(b"traceparent") => {
                     f.traceparents += 1;
                     f.traceparent = Some(h.value);
                 }
@@ -192,6 +193,15 @@ fn content_length(value: &[u8]) -> Option<u64> {
     result
 }
 
+/// Field bytes as an owned string, invalid UTF-8 replaced by U+FFFD. Field values are ASCII
+/// nearly always: checked at word speed, copied once with exact capacity.
+pub(crate) fn owned_lossy(bytes: &[u8]) -> String {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => s.to_owned(),
+        Err(_) => String::from_utf8_lossy(bytes).into_owned(),
+    }
+}
+
 /// Strip optional whitespace (RFC 9110 section 5.6.3).
 pub(crate) fn trim(mut v: &[u8]) -> &[u8] {
     while let [b' ' | b'\t', rest @ ..] = v {
@@ -212,7 +222,7 @@ pub(crate) fn parse_request(buf: &[u8]) -> Parsed<RequestHead<'_>> {
             let (Some(method), Some(target)) = (req.method, req.path) else {
                 return Parsed::Invalid;
             };
-            let f = Fields::scan(req.headers);
+            let f = Fields::scan::<true>(req.headers);
             let framing = match (f.chunked, f.length) {
                 (Some(true), _) => Framing::Chunked,
                 (Some(false), _) | (None, Length::Invalid) => Framing::Invalid,
@@ -247,7 +257,7 @@ pub(crate) fn parse_response(buf: &[u8]) -> Parsed<ResponseHead> {
             let Some(status) = resp.code else {
                 return Parsed::Invalid;
             };
-            let f = Fields::scan(resp.headers);
+            let f = Fields::scan::<false>(resp.headers);
             let head = ResponseHead {
                 status,
                 length: f.length,
@@ -358,4 +368,27 @@ fn is_value_byte(b: u8) -> bool {
 /// A byte httparse accepts in a request-target: visible ASCII or non-ASCII.
 pub(crate) fn is_target_byte(b: u8) -> bool {
     (0x21..0x7f).contains(&b) || b >= 0x80
+}
+
+#[cfg(test)]
+mod tests {
+    use super::owned_lossy;
+
+    #[test]
+    fn owned_lossy_is_the_lossy_conversion_with_exact_capacity() {
+        let cases: [&[u8]; 5] = [
+            b"",
+            b"localhost:8080",
+            "h\u{f6}st".as_bytes(),
+            b"a\xffb",
+            b"\xe2\x82",
+        ];
+        for bytes in cases {
+            let s = owned_lossy(bytes);
+            assert_eq!(s, String::from_utf8_lossy(bytes), "{bytes:?}");
+            if std::str::from_utf8(bytes).is_ok() {
+                assert_eq!(s.capacity(), bytes.len(), "{bytes:?}");
+            }
+        }
+    }
 }

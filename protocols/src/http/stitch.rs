@@ -7,7 +7,7 @@
 
 use std::collections::VecDeque;
 
-use super::parse::{MethodKind, RequestHead};
+use super::parse::{owned_lossy, MethodKind, RequestHead};
 use super::route::route_template;
 use super::trace::parse_traceparent;
 use super::{HttpRequest, HttpResponse};
@@ -61,7 +61,7 @@ impl Stitcher {
         let request = HttpRequest {
             method: head.method.to_owned(),
             path: head.target.to_owned(),
-            host: head.host.map(|h| String::from_utf8_lossy(h).into_owned()),
+            host: head.host.map(owned_lossy),
             route: Some(route_template(head.target)),
         };
         let trace = head.traceparent.and_then(parse_traceparent);

@@ -1,7 +1,7 @@
 //! W3C Trace Context (Level 1): the `traceparent` request header that carries the caller's
 //! trace and span ids.
 
-use super::parse::trim;
+use super::parse::{owned_lossy, trim};
 use crate::TraceContext;
 
 /// A W3C `traceparent` value (Trace Context Level 1, section 3.2.2):
@@ -33,7 +33,7 @@ pub fn parse_traceparent(value: &[u8]) -> Option<TraceContext> {
     }
     // All checked to be ASCII hex above.
     Some(TraceContext {
-        trace_id: String::from_utf8_lossy(trace).into_owned(),
-        span_id: String::from_utf8_lossy(span).into_owned(),
+        trace_id: owned_lossy(trace),
+        span_id: owned_lossy(span),
     })
 }
