@@ -23,7 +23,7 @@
 /* Entries of the port rules. */
 #define WL_PORT_FILTER_SIZE 1024
 /* Ring buffer size in bytes (a power of two, multiple of the page size). */
-#define WL_RINGBUF_SIZE (8 * 1024 * 1024)
+#define WL_RINGBUF_SIZE (16 * 1024 * 1024)
 /* Data calls a connection may make without a protocol match before it is ignored. */
 #define WL_INFER_ATTEMPTS 8
 /* Bytes looked at by inference. */

@@ -362,7 +362,7 @@ mod tests {
     #[test]
     fn ring_buffer_bytes_is_checked() {
         let s = Config::default().build().unwrap();
-        assert_eq!(s.capture.ring_buffer_bytes, 8 * 1024 * 1024);
+        assert_eq!(s.capture.ring_buffer_bytes, 16 * 1024 * 1024);
         assert_eq!(s.capture.wakeup_bytes, 256 * 1024);
         let c = Config::parse("ring_buffer_bytes: 65536\ncapture_bytes: 1024\n").unwrap();
         let s = c.build().unwrap();

@@ -32,7 +32,7 @@ enum Command {
         #[arg(long)]
         capture_bytes: Option<u32>,
         /// Size of the kernel-to-user ring buffer, bytes (a power of two, a multiple of the
-        /// page size) [default: 8388608].
+        /// page size) [default: 16777216].
         #[arg(long)]
         ring_buffer_bytes: Option<u64>,
         /// Output format.

@@ -30,7 +30,7 @@ use skel::WirelensSkelBuilder;
 pub const MAX_CAPTURE_BYTES: u32 = 8192;
 
 /// Default size of the ring buffer (`WL_RINGBUF_SIZE` in bpf/limits.h).
-pub const DEFAULT_RING_BUFFER_BYTES: u64 = 8 * 1024 * 1024;
+pub const DEFAULT_RING_BUFFER_BYTES: u64 = 16 * 1024 * 1024;
 /// Largest ring buffer the agent asks for.
 pub const MAX_RING_BUFFER_BYTES: u64 = 1 << 30;
 
