@@ -343,11 +343,11 @@ fn run_thread(
 }
 
 /// Events per batch sent to the pipeline: bounds what one batch, and so each spare one, holds.
-const BATCH_EVENTS: usize = 256;
+const BATCH_EVENTS: usize = 512;
 /// Batches queued between the reader and the pipeline (the channel [`Capture::start`] is
 /// given should hold this many). The ring buffer is the deep buffer; a shallow channel keeps
 /// the batches in flight few enough to be all reused.
-pub const CHANNEL_BATCHES: usize = 8;
+pub const CHANNEL_BATCHES: usize = 16;
 /// Processed batches kept for reuse: as many as can be in flight, so that a reader catching up
 /// with a backlog still finds each batch it needs. What they retain is bounded by
 /// `SPARE_BATCHES * BATCH_EVENTS` payload buffers of at most `capture_bytes` each.
