@@ -53,6 +53,18 @@ pub struct Chunk<'a> {
     pub missing: u64,
 }
 
+impl Chunk<'static> {
+    /// `missing` bytes of `side`, none of them captured.
+    pub fn gap(side: Side, ts_ns: u64, missing: u64) -> Self {
+        Chunk {
+            side,
+            ts_ns,
+            data: &[],
+            missing,
+        }
+    }
+}
+
 /// Per-connection parse and pairing state of one protocol.
 ///
 /// Implementations frame messages in both directions, pair them, and append finished
@@ -73,15 +85,7 @@ pub trait ConnParser: Send {
     /// `missing` tail, the loss may hold any number of whole messages. By default it is a
     /// gap like any other.
     fn lost(&mut self, side: Side, ts_ns: u64, bytes: u64, out: &mut Vec<Exchange>) {
-        self.push(
-            Chunk {
-                side,
-                ts_ns,
-                data: &[],
-                missing: bytes,
-            },
-            out,
-        );
+        self.push(Chunk::gap(side, ts_ns, bytes), out);
     }
     /// Counters of what could not be turned into exchanges.
     fn stats(&self) -> &ParseStats;

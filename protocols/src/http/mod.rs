@@ -134,15 +134,7 @@ impl ConnParser for HttpParser {
     /// swallowed (a placeholder in the queue) goes too.
     fn lost(&mut self, side: Side, ts_ns: u64, bytes: u64, out: &mut Vec<Exchange>) {
         let before = self.stitch.stats.lost_in_gap;
-        self.push(
-            Chunk {
-                side,
-                ts_ns,
-                data: &[],
-                missing: bytes,
-            },
-            out,
-        );
+        self.push(Chunk::gap(side, ts_ns, bytes), out);
         if side == Side::Server && self.stitch.stats.lost_in_gap > before {
             self.stitch.forget_waiting();
         }
