@@ -17,9 +17,9 @@
 //! the live pipeline) attributes what has waited that long. By then the other side's record,
 //! if there is one, has been seen, which also lets a server's record name its client by
 //! service. The exchanges of one connection seen from one side within [`MERGE`] of its entry's
-//! opening wait as that one entry, found among the [`MERGE_SCAN`] newest (keep-alive
-//! connections, interleaved or not, cost an entry per connection per [`MERGE`], not one per
-//! exchange). When more than
+//! opening wait as that one entry, found through an index by ports (keep-alive connections,
+//! interleaved or not, cost an entry per connection per [`MERGE`], not one per exchange).
+//! When more than
 //! [`MAX_PENDING`] entries wait, the oldest is attributed early with what is known then (its
 //! exchanges counted: `settled_early`).
 //!
@@ -48,9 +48,6 @@ pub const GRACE: Duration = Duration::from_secs(1);
 
 /// Exchanges of one connection and side join the entry that opened less than this ago.
 pub const MERGE: Duration = Duration::from_millis(100);
-
-/// How many of the newest entries an exchange looks through for its connection's entry.
-pub const MERGE_SCAN: usize = 64;
 
 /// An edge of the service graph.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -282,6 +279,12 @@ pub struct GraphStats {
 #[derive(Debug, Default)]
 pub struct Pending {
     queue: VecDeque<Waiting>,
+    /// Absolute position of `queue`'s front (positions count every entry ever queued).
+    base: u64,
+    /// (client port, server port, server side) -> position of the newest entry opened for
+    /// it: where an exchange looks for its connection's entry. A stale or colliding position
+    /// is checked against the entry itself, so it can only cost a merge, never a wrong one.
+    open: hashbrown::HashMap<(u16, u16, bool), u64>,
     pub stats: GraphStats,
     /// Where a server named by its address is written while its entry is counted.
     name: String,
@@ -311,16 +314,18 @@ impl Pending {
         now: Instant,
         mut counted: impl FnMut(Settled<'_>),
     ) {
-        // The entry of this connection and side opened less than MERGE ago, among the newest
-        // (connections interleave: looking at the last entry alone would open one per
-        // exchange, and the queue would hold a second of traffic entry by entry).
-        if let Some(w) = self
-            .queue
-            .iter_mut()
-            .rev()
-            .take(MERGE_SCAN)
-            .take_while(|w| now.saturating_duration_since(w.opened) < MERGE)
-            .find(|w| w.same(r, service))
+        // The entry of this connection and side opened less than MERGE ago (connections
+        // interleave: looking at the last entry alone would open one per exchange, and the
+        // queue would hold a second of traffic entry by entry).
+        let slot = (r.client.port, r.server.port, is_server_side(r));
+        let newest = self
+            .open
+            .get(&slot)
+            .and_then(|&at| at.checked_sub(self.base))
+            .and_then(|i| usize::try_from(i).ok());
+        if let Some(w) = newest
+            .and_then(|i| self.queue.get_mut(i))
+            .filter(|w| now.saturating_duration_since(w.opened) < MERGE && w.same(r, service))
         {
             w.add(r);
             w.updated = now;
@@ -328,6 +333,7 @@ impl Pending {
         }
         if self.queue.len() >= MAX_PENDING {
             if let Some(w) = self.queue.pop_front() {
+                self.base += 1;
                 self.stats.settled_early += w.requests;
                 attribute(&mut self.stats, &mut self.name, &w, peers, &mut counted);
             }
@@ -349,6 +355,12 @@ impl Pending {
         };
         w.add(r);
         self.queue.push_back(w);
+        self.open
+            .insert(slot, self.base + self.queue.len() as u64 - 1);
+        if self.open.len() > 2 * self.queue.len() + 1024 {
+            let base = self.base;
+            self.open.retain(|_, at| *at >= base);
+        }
     }
 
     /// Attributes the entries whose last exchange has waited [`GRACE`] at `now`.
@@ -388,11 +400,18 @@ impl Pending {
     /// Attributes the `n` oldest entries, in order, and drops them (in place: an entry is
     /// large enough for moving it out to show).
     fn attribute_front(&mut self, n: usize, peers: &Peers, counted: &mut impl FnMut(Settled<'_>)) {
-        let Pending { queue, stats, name } = self;
+        let Pending {
+            queue,
+            stats,
+            name,
+            base,
+            ..
+        } = self;
         for w in queue.range(..n) {
             attribute(stats, name, w, peers, counted);
         }
         queue.drain(..n);
+        *base += n as u64;
     }
 
     /// Exchanges waiting now.
@@ -523,26 +542,38 @@ mod tests {
         }
     }
 
-    /// Eight keep-alive connections observed from both ends, their exchanges interleaved:
-    /// one waiting entry per connection and side, not one per exchange, and every exchange
-    /// counted once on its edge.
+    /// Keep-alive connections observed from both ends, their exchanges interleaved: one
+    /// waiting entry per connection and side, not one per exchange, and every exchange
+    /// counted once on its edge; after they settle, the next exchanges open new entries.
     #[test]
     fn interleaved_connections_wait_as_one_entry_each() {
-        let (mut p, mut peers) = (Pending::default(), Peers::default());
-        let t0 = Instant::now();
-        let mut records = Vec::new();
-        for i in 0..800 {
-            let client = format!("127.0.0.1:{}", 40_000 + i % 8);
-            records.push(rec(Role::Client, "app", &client, S, 200));
-            records.push(rec(Role::Server, "web", &client, S, 200));
+        for conns in [8, 100] {
+            let (mut p, mut peers) = (Pending::default(), Peers::default());
+            let t0 = Instant::now();
+            let mut records = Vec::new();
+            for i in 0..conns * 16 {
+                let client = format!("127.0.0.1:{}", 40_000 + i % conns);
+                records.push(rec(Role::Client, "app", &client, S, 200));
+                records.push(rec(Role::Server, "web", &client, S, 200));
+            }
+            assert!(feed_at(&mut p, &mut peers, &records, t0).is_empty());
+            assert_eq!(p.queue.len(), 2 * conns, "entries waiting");
+            assert_eq!(p.len(), 32 * conns, "exchanges waiting");
+            let got = p.settle(&peers, t0 + GRACE);
+            let calls: u64 = got.iter().map(|a| a.requests).sum();
+            assert_eq!(calls, 16 * conns as u64, "{got:?}");
+            assert!(got.iter().all(|a| a.edge == edge("app", "web")), "{got:?}");
+            assert!(p.is_empty());
+            let t1 = t0 + GRACE;
+            assert!(feed_at(&mut p, &mut peers, &records, t1).is_empty());
+            assert_eq!(p.queue.len(), 2 * conns, "entries waiting again");
+            let calls: u64 = p
+                .settle(&peers, t1 + GRACE)
+                .iter()
+                .map(|a| a.requests)
+                .sum();
+            assert_eq!(calls, 16 * conns as u64);
         }
-        assert!(feed_at(&mut p, &mut peers, &records, t0).is_empty());
-        assert_eq!(p.queue.len(), 16, "entries waiting");
-        assert_eq!(p.len(), 1600, "exchanges waiting");
-        let got = p.settle(&peers, t0 + GRACE);
-        let calls: u64 = got.iter().map(|a| a.requests).sum();
-        assert_eq!(calls, 800, "{got:?}");
-        assert!(got.iter().all(|a| a.edge == edge("app", "web")), "{got:?}");
     }
 
     #[test]
