@@ -276,16 +276,7 @@ impl Conntrack {
             },
             &mut self.scratch,
         );
-        if self.scratch.is_empty() {
-            return;
-        }
-        let parts = c
-            .parts
-            .get_or_insert_with(|| describe(&c.observer, c.ends, client));
-        for ex in self.scratch.drain(..) {
-            self.stats.exchanges += 1;
-            out.push(parts.record(ex));
-        }
+        c.emit(client, &mut self.scratch, &mut self.stats.exchanges, out);
     }
 
     /// Reports requests older than the request timeout and forgets idle connections.
@@ -296,15 +287,7 @@ impl Conntrack {
             if let (Some(p), Some(client)) = (c.parser.as_mut(), c.client) {
                 self.scratch.clear();
                 p.expire(now_ns, timeout, &mut self.scratch);
-                if !self.scratch.is_empty() {
-                    let parts = c
-                        .parts
-                        .get_or_insert_with(|| describe(&c.observer, c.ends, client));
-                    for ex in self.scratch.drain(..) {
-                        self.stats.exchanges += 1;
-                        out.push(parts.record(ex));
-                    }
-                }
+                c.emit(client, &mut self.scratch, &mut self.stats.exchanges, out);
             }
             if now_ns.saturating_sub(c.last_ts_ns) > self.cfg.idle_timeout_ns {
                 idle.push(*key);
@@ -341,12 +324,27 @@ impl Conntrack {
         if p.left_alone() {
             self.stats.conns_left_alone += 1;
         }
-        let parts = match c.parts.take() {
-            Some(p) => p,
-            None => describe(&c.observer, c.ends, client),
-        };
-        for ex in self.scratch.drain(..) {
-            self.stats.exchanges += 1;
+        c.emit(client, &mut self.scratch, &mut self.stats.exchanges, out);
+    }
+}
+
+impl Conn {
+    /// Turns the finished `exchanges` into records (counted in `count`).
+    fn emit(
+        &mut self,
+        client: SocketAddr,
+        exchanges: &mut Vec<Exchange>,
+        count: &mut u64,
+        out: &mut Vec<Record>,
+    ) {
+        if exchanges.is_empty() {
+            return;
+        }
+        let parts = self
+            .parts
+            .get_or_insert_with(|| describe(&self.observer, self.ends, client));
+        for ex in exchanges.drain(..) {
+            *count += 1;
             out.push(parts.record(ex));
         }
     }

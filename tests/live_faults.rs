@@ -269,8 +269,10 @@ fn curl_statuses_of(extra: &[&str], urls: &[String]) -> Vec<u16> {
         .collect()
 }
 
-/// A ring buffer of one page cannot hold a burst of 2,000 requests while the agent is paused:
-/// the kernel drops events, and every one is counted the same way in the kernel, in the exit summary and on /metrics.
+/// A ring buffer of one page cannot hold a burst of 2,000 requests that starts while the agent
+/// is paused: the kernel drops events, and every one is counted the same way in the kernel, in
+/// the exit summary and on /metrics; the records of the connection that goes on after the
+/// losses still pair each request with its own answer.
 /// nginx's worker (the only process captured) reads each request with one recv and answers it
 /// with one writev, so it makes exactly two data calls per request; recvs that find nothing
 /// (EAGAIN) and the final EOF return <= 0 and are not events. So the data events the kernel
