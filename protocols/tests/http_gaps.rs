@@ -399,3 +399,44 @@ fn capture_prefix_of_every_call_on_a_long_keep_alive_connection() {
     }
     check(&s, &expected, stats(0, 0, 40, 0));
 }
+
+/// Losses of whole calls (`ConnParser::lost`) one after the other on a keep-alive
+/// connection: each lost answer is reported with the next request, while the responses are
+/// still resynchronising after the loss before. Every loss must forget the requests it may
+/// have answered, or from the second loss on every answer pairs with the request before.
+#[test]
+fn losses_in_a_row_each_forget_the_requests_they_may_have_answered() {
+    use wirelens_protocols::http::HttpParser;
+    use wirelens_protocols::{Chunk, ConnParser, Exchange, Request, Response};
+    let mut p = HttpParser::new();
+    let mut out: Vec<Exchange> = Vec::new();
+    let push = |p: &mut HttpParser, side: Side, ts: u64, data: &[u8], out: &mut Vec<Exchange>| {
+        p.push(
+            Chunk {
+                side,
+                ts_ns: ts,
+                data,
+                missing: 0,
+            },
+            out,
+        )
+    };
+    let answer = ok(404, "gone").len() as u64;
+    push(&mut p, CLIENT, 1, &get("/a", "h"), &mut out);
+    for (i, path) in ["/b", "/c", "/d"].iter().enumerate() {
+        let ts = 10 * (i as u64 + 1);
+        // The answer to the request before was lost; the next request carries the report.
+        p.lost(SERVER, ts, answer, &mut out);
+        push(&mut p, CLIENT, ts + 1, &get(path, "h"), &mut out);
+    }
+    push(&mut p, SERVER, 50, &ok(201, "made"), &mut out);
+    let paired: Vec<(String, u16)> = out
+        .iter()
+        .filter_map(|e| match (&e.request, &e.response) {
+            (Request::Http(q), Some(Response::Http(r))) => Some((q.path.clone(), r.status)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(paired, vec![("/d".to_string(), 201)], "{out:?}");
+    assert_eq!(p.stats().lost_in_gap, 3, "{:?}", p.stats());
+}

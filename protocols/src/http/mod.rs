@@ -132,10 +132,14 @@ impl ConnParser for HttpParser {
     /// counted in `lost_in_gap`) rather than paired with a later answer. Losses of both
     /// directions at one point should be given requests first, so that a request the loss
     /// swallowed (a placeholder in the queue) goes too.
+    ///
+    /// Whether a start was swallowed is decided by where the gap fell, not by what it cost
+    /// the framing: a loss that comes while the responses are still resynchronising after an
+    /// earlier one swallows answers just the same.
     fn lost(&mut self, side: Side, ts_ns: u64, bytes: u64, out: &mut Vec<Exchange>) {
-        let before = self.stitch.stats.lost_in_gap;
+        let before = self.responses.gaps_past_boundary();
         self.push(Chunk::gap(side, ts_ns, bytes), out);
-        if side == Side::Server && self.stitch.stats.lost_in_gap > before {
+        if side == Side::Server && self.responses.gaps_past_boundary() > before {
             self.stitch.forget_waiting();
         }
     }

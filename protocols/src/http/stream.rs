@@ -63,6 +63,9 @@ pub(crate) struct Stream {
     truncated: bool,
     /// Time of the last chunk that carried bytes.
     last_ts: u64,
+    /// Gaps that reached where a message could start (past a known body end, in a head or
+    /// while resynchronising): how many messages they held is unknown.
+    gaps_past_boundary: u64,
 }
 
 impl Stream {
@@ -75,7 +78,14 @@ impl Stream {
             body_bytes: 0,
             truncated: false,
             last_ts: 0,
+            gaps_past_boundary: 0,
         }
+    }
+
+    /// See the field: compared before and after a loss to know whether messages may have
+    /// been lost whole.
+    pub(crate) fn gaps_past_boundary(&self) -> u64 {
+        self.gaps_past_boundary
     }
 
     /// Feed one chunk: `data` captured, then `missing` bytes not captured.

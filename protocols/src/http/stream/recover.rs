@@ -121,7 +121,10 @@ impl Stream {
         }
         match &mut self.state {
             State::Body(_) | State::Done => {}
-            State::Resync => self.enter_resync(),
+            State::Resync => {
+                self.gaps_past_boundary += 1;
+                self.enter_resync();
+            }
             State::UntilClose => {
                 self.body_bytes += missing;
                 self.truncated = true;
@@ -130,6 +133,7 @@ impl Stream {
                 self.truncated = true;
                 if c.gap(missing) > 0 {
                     // The next chunk-size line or the trailers are gone: the end is unknown.
+                    self.gaps_past_boundary += 1;
                     self.body_bytes = c.total();
                     st.stats.lost_in_gap += 1;
                     self.end_message(ts, st, out);
@@ -139,6 +143,7 @@ impl Stream {
             State::Head => {
                 // A head (or the start of one) fell in the gap: its end is unknown. A message
                 // that left nothing to salvage still holds its place in the FIFO.
+                self.gaps_past_boundary += 1;
                 if let Some(salvaged) = self.cut_head(ts, st, out) {
                     st.stats.lost_in_gap += 1;
                     match (salvaged, self.dir) {
