@@ -6,6 +6,8 @@ use std::net::SocketAddr;
 use serde::Serialize;
 use wirelens_protocols::{Exchange, Request, Response, Role, Status, TraceContext};
 
+mod json;
+
 /// One reconstructed exchange, exactly as record-schema.md defines it.
 #[derive(Clone, Debug, Serialize)]
 pub struct Record {
@@ -140,7 +142,7 @@ impl RecordWriter {
         match self.format {
             Format::Jsonl => {
                 self.line.clear();
-                serde_json::to_writer(&mut self.line, r)?;
+                json::write_record(&mut self.line, r)?;
                 self.line.push(b'\n');
                 self.out.write_all(&self.line)?;
             }
