@@ -366,7 +366,7 @@ fn describe(
             },
             Some(ProcessRecord {
                 pid: o.process.pid,
-                comm: o.process.comm.clone(),
+                comm: o.process.comm.as_str().into(),
             }),
         ),
         // Replay: both ends are seen, so the exchange is reported as the server saw it.

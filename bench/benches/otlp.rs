@@ -37,7 +37,7 @@ fn record(comm: &str, role: Role, request: Request, response: Response, port: u1
     let server: SocketAddr = "10.0.0.2:8080".parse().unwrap();
     let process = Some(ProcessRecord {
         pid: 42,
-        comm: comm.to_string(),
+        comm: comm.into(),
     });
     Record::new(ex, role, client, server, process)
 }
@@ -151,10 +151,10 @@ fn bench(c: &mut Criterion) {
         for i in 0..100 {
             let mut r = recs[0].clone();
             if let Some(p) = r.process.as_mut() {
-                p.comm = format!("svc{svc}");
+                p.comm = format!("svc{svc}").into();
             }
             // One series per client address (routes would collapse into `{param}`).
-            r.client.ip = format!("10.1.0.{i}");
+            r.client.ip = format!("10.1.0.{i}").into();
             agg.observe(&r);
         }
     }

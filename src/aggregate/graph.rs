@@ -202,8 +202,8 @@ impl Waiting {
             && self.protocol == r.protocol
             && self.client_port == r.client.port
             && self.server_port == r.server.port
-            && self.client_ip.as_str() == r.client.ip
-            && self.server_ip.as_str() == r.server.ip
+            && self.client_ip.as_str() == &*r.client.ip
+            && self.server_ip.as_str() == &*r.server.ip
             && self.service.as_str() == service
     }
 

@@ -240,7 +240,7 @@ pub fn service_of(r: &Record) -> &str {
     if let Some(k) = &r.k8s {
         return &k.service;
     }
-    r.process.as_ref().map_or("replay", |p| p.comm.as_str())
+    r.process.as_ref().map_or("replay", |p| &*p.comm)
 }
 
 /// The metric of a record: its protocol, and its side (`unknown` counts as the server's).
@@ -311,9 +311,9 @@ pub fn key_ref<'a>(r: &'a Record, route: &'a str, error_type: &'a str) -> Series
         Request::Dns(q) => OperationRef::Dns { qtype: &q.qtype },
     };
     let (peer_address, peer_port) = if r.role == Role::Client {
-        (r.server.ip.as_str(), Some(r.server.port))
+        (&*r.server.ip, Some(r.server.port))
     } else {
-        (r.client.ip.as_str(), None)
+        (&*r.client.ip, None)
     };
     SeriesKeyRef {
         family: family_of(r),

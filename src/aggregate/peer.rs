@@ -47,7 +47,7 @@ pub struct Addr {
 impl From<&Endpoint> for Addr {
     fn from(e: &Endpoint) -> Addr {
         Addr {
-            ip: e.ip.clone(),
+            ip: e.ip.to_string(),
             port: e.port,
         }
     }

@@ -39,7 +39,7 @@ pub fn record(
     let server: SocketAddr = SERVER.parse().unwrap();
     let process = comm.map(|c| ProcessRecord {
         pid: 42,
-        comm: c.to_string(),
+        comm: c.into(),
     });
     Record::new(ex, role, client, server, process)
 }
