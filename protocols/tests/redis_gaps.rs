@@ -215,3 +215,38 @@ fn mid_stream_start() {
     assert_eq!(exs(&r), [ok("GET", 1, 20, 30)]);
     assert_eq!(r.stats, ParseStats::default());
 }
+
+/// Replies lost whole (`ConnParser::lost`, as the agent reports calls the ring buffer could
+/// not take) in a row, each reported before the next command: no later reply may pair with
+/// a command whose own reply was lost.
+#[test]
+fn replies_lost_in_a_row_never_pair_later_replies_with_earlier_commands() {
+    use wirelens_protocols::redis::RedisParser;
+    use wirelens_protocols::{Chunk, ConnParser, Exchange};
+    let mut parser = RedisParser::new();
+    let mut out: Vec<Exchange> = Vec::new();
+    let mut push = |parser: &mut RedisParser, side: Side, ts: u64, data: &[u8]| {
+        parser.push(
+            Chunk {
+                side,
+                ts_ns: ts,
+                data,
+                missing: 0,
+            },
+            &mut out,
+        )
+    };
+    push(&mut parser, C, 10, &cmd(&["GET", "a"]));
+    parser.lost(S, 30, bulk("va").len() as u64, &mut Vec::new());
+    push(&mut parser, C, 30, &cmd(&["INCR", "n"]));
+    parser.lost(S, 50, ":1\r\n".len() as u64, &mut Vec::new());
+    push(&mut parser, C, 50, &cmd(&["SET", "k", "v"]));
+    push(&mut parser, S, 60, b"+OK\r\n");
+    let paired: Vec<(String, u64)> = out
+        .iter()
+        .map(ex)
+        .filter(|e| e.resp_ts.is_some())
+        .map(|e| (e.command, e.req_ts))
+        .collect();
+    assert_eq!(paired, vec![("SET".to_string(), 50)], "{out:?}");
+}
