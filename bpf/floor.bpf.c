@@ -54,6 +54,18 @@ int fl_enter_recvmsg(void *ctx) { return 0; }
 SEC("tracepoint/syscalls/sys_exit_recvmsg")
 int fl_exit_recvmsg(void *ctx) { return 0; }
 
+SEC("tracepoint/syscalls/sys_enter_sendmmsg")
+int fl_enter_sendmmsg(void *ctx) { return 0; }
+
+SEC("tracepoint/syscalls/sys_exit_sendmmsg")
+int fl_exit_sendmmsg(void *ctx) { return 0; }
+
+SEC("tracepoint/syscalls/sys_enter_recvmmsg")
+int fl_enter_recvmmsg(void *ctx) { return 0; }
+
+SEC("tracepoint/syscalls/sys_exit_recvmmsg")
+int fl_exit_recvmmsg(void *ctx) { return 0; }
+
 SEC("tracepoint/syscalls/sys_enter_connect")
 int fl_enter_connect(void *ctx) { return 0; }
 

@@ -11,6 +11,8 @@
 #define WL_DEFAULT_CAPTURE 4096
 /* iovecs walked per readv/writev/sendmsg/recvmsg call. */
 #define WL_MAX_IOV 8
+/* Messages of one sendmmsg/recvmmsg captured: the kernel's own cap on vlen (UIO_MAXIOV). */
+#define WL_MMSG_MAX 1024
 /* Connection table entries (LRU: the oldest idle entries go first). */
 #define WL_CONN_TABLE_SIZE 65536
 /* connect() calls in flight between enter and exit (one per thread). */

@@ -321,16 +321,11 @@ static __always_inline void emit_stash(struct wl_conn *c, __u8 dir, __u8 proto)
 		count(WL_CNT_DATA_EVENTS);
 }
 
-static __always_inline int data_exit(long ret)
+/* The data of one call, or of one message of sendmmsg/recvmmsg (`ret` bytes): infer the
+ * protocol while it is unknown, then send the event. */
+static __always_inline int emit_body(struct wl_args *ap, long ret, __u32 tgid)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	__u32 tgid = id >> 32;
-	/* An excluded process left nothing live in `inflight` at enter: one lookup decides. */
-	struct wl_args *a = bpf_task_storage_get(&inflight, bpf_get_current_task_btf(), 0, 0);
-	if (!a || !a->live)
-		return 0;
-	struct wl_args args = *a;
-	a->live = 0;
+	struct wl_args args = *ap;
 	if (ret <= 0)
 		return 0;
 	struct wl_conn_key key = { .tgid = tgid, .fd = args.fd };
@@ -443,6 +438,68 @@ static __always_inline int data_exit(long ret)
 	return 0;
 }
 
+/* The same, as a function of its own for the message loop of the mmsg calls: the other
+ * exit programs inline it, and so verify as fast as they did before mmsg was traced. */
+static __noinline int emit_data(struct wl_args *ap, long ret, __u32 tgid)
+{
+	return emit_body(ap, ret, tgid);
+}
+
+/* sendmmsg/recvmmsg: what the loop over their messages needs. */
+struct wl_mmsg_loop {
+	struct wl_args args;
+	__u32 tgid;
+};
+
+/* Message `i` of an mmsg call: its msghdr and the bytes the kernel says it carried. */
+static long mmsg_one(__u64 i, void *ctx)
+{
+	struct wl_mmsg_loop *x = ctx;
+	struct mmsghdr m;
+	if (bpf_probe_read_user(&m, sizeof(m), (void *)(x->args.buf + i * sizeof(struct mmsghdr))))
+		return 1;
+	struct wl_args one = x->args;
+	one.buf = (__u64)m.msg_hdr.msg_iov;
+	one.iovlen = m.msg_hdr.msg_iovlen;
+	one.addr = (__u64)m.msg_hdr.msg_name;
+	one.kind = WL_BUF_IOV;
+	emit_data(&one, m.msg_len, x->tgid);
+	return 0;
+}
+
+/* The call's arguments left by its enter, if it is one to capture (the slot is freed). */
+static __always_inline int take_args(struct wl_args *out)
+{
+	/* An excluded process left nothing live in `inflight` at enter: one lookup decides. */
+	struct wl_args *a = bpf_task_storage_get(&inflight, bpf_get_current_task_btf(), 0, 0);
+	if (!a || !a->live)
+		return 0;
+	*out = *a;
+	a->live = 0;
+	return 1;
+}
+
+static __always_inline int data_exit(long ret)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct wl_args args;
+	if (!take_args(&args) || ret <= 0)
+		return 0;
+	return emit_body(&args, ret, tgid);
+}
+
+/* sendmmsg/recvmmsg: `ret` messages were sent or received, each an event of its own. */
+static __always_inline int mmsg_exit(long ret)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct wl_mmsg_loop x = { .tgid = tgid };
+	if (!take_args(&x.args) || ret <= 0)
+		return 0;
+	__u64 n = (__u64)ret < x.args.iovlen ? (__u64)ret : x.args.iovlen;
+	bpf_loop(n < WL_MMSG_MAX ? n : WL_MMSG_MAX, mmsg_one, &x, 0);
+	return 0;
+}
+
 /* ---- data calls ---- */
 
 SEC("tracepoint/syscalls/sys_enter_read")
@@ -514,6 +571,24 @@ SEC("tracepoint/syscalls/sys_enter_recvmsg")
 int tp_enter_recvmsg(struct trace_event_raw_sys_enter *ctx) { return msg_enter(ctx, WL_DIR_INGRESS); }
 SEC("tracepoint/syscalls/sys_exit_recvmsg")
 int tp_exit_recvmsg(struct trace_event_raw_sys_exit *ctx) { return data_exit(ctx->ret); }
+
+/* sendmmsg/recvmmsg: an array of mmsghdr, `vlen` long; the exit returns how many were
+ * done, each with its own length (glibc's resolver sends its A and AAAA queries this way). */
+SEC("tracepoint/syscalls/sys_enter_sendmmsg")
+int tp_enter_sendmmsg(struct trace_event_raw_sys_enter *ctx)
+{
+	return data_enter(ctx->args[0], ctx->args[1], ctx->args[2], WL_DIR_EGRESS, WL_BUF_MMSG, 0);
+}
+SEC("tracepoint/syscalls/sys_exit_sendmmsg")
+int tp_exit_sendmmsg(struct trace_event_raw_sys_exit *ctx) { return mmsg_exit(ctx->ret); }
+
+SEC("tracepoint/syscalls/sys_enter_recvmmsg")
+int tp_enter_recvmmsg(struct trace_event_raw_sys_enter *ctx)
+{
+	return data_enter(ctx->args[0], ctx->args[1], ctx->args[2], WL_DIR_INGRESS, WL_BUF_MMSG, 0);
+}
+SEC("tracepoint/syscalls/sys_exit_recvmmsg")
+int tp_exit_recvmmsg(struct trace_event_raw_sys_exit *ctx) { return mmsg_exit(ctx->ret); }
 
 /* ---- connection lifecycle ---- */
 

@@ -140,3 +140,137 @@ fn root_live_dns_udp_and_tcp_against_dnsmasq() {
         assert_eq!(r["status"], expect);
     }
 }
+
+/// A DNS query for `name` of type `qtype` (RFC 1035 section 4.1), recursion desired.
+fn query(id: u16, name: &str, qtype: u16) -> Vec<u8> {
+    let mut q = Vec::new();
+    q.extend_from_slice(&id.to_be_bytes());
+    q.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
+    for label in name.split('.') {
+        q.push(label.len() as u8);
+        q.extend_from_slice(label.as_bytes());
+    }
+    q.push(0);
+    q.extend_from_slice(&qtype.to_be_bytes());
+    q.extend_from_slice(&1u16.to_be_bytes());
+    q
+}
+
+/// glibc's resolver sends its A and AAAA queries with one sendmmsg (and other clients read
+/// with recvmmsg): both queries go out in one call, the answers come back through recvmmsg,
+/// and the agent, capturing this process, must see two exchanges, one per message.
+#[test]
+fn root_live_dns_client_side_of_sendmmsg_and_recvmmsg() {
+    use std::os::fd::AsRawFd;
+    if !root_tests_enabled() {
+        return;
+    }
+    let _g = LIVE.lock().unwrap_or_else(|e| e.into_inner());
+    let port = free_port();
+    let server = dnsmasq(port);
+    wait_udp(port);
+    let agent = Agent::start(&["--pid".to_string(), std::process::id().to_string()]);
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").expect("binding a UDP socket");
+    sock.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("read timeout");
+    let to: std::net::SocketAddrV4 = format!("127.0.0.1:{port}").parse().expect("address");
+    let mut dst = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: to.port().to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(*to.ip()).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    let mut queries = [
+        query(0x5a01, "host.test", 1),
+        query(0x5a02, "host.test", 28),
+    ];
+    let mut iov: Vec<libc::iovec> = queries
+        .iter_mut()
+        .map(|q| libc::iovec {
+            iov_base: q.as_mut_ptr().cast(),
+            iov_len: q.len(),
+        })
+        .collect();
+    // SAFETY: zeroed mmsghdrs are valid; each then points at live buffers of this frame.
+    let mut msgs: Vec<libc::mmsghdr> = (0..2).map(|_| unsafe { std::mem::zeroed() }).collect();
+    for (m, v) in msgs.iter_mut().zip(iov.iter_mut()) {
+        m.msg_hdr.msg_name = (&mut dst as *mut libc::sockaddr_in).cast();
+        m.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        m.msg_hdr.msg_iov = v;
+        m.msg_hdr.msg_iovlen = 1;
+    }
+    // SAFETY: `msgs` holds two valid mmsghdrs whose pointers outlive the call.
+    let sent = unsafe { libc::sendmmsg(sock.as_raw_fd(), msgs.as_mut_ptr(), 2, 0) };
+    assert_eq!(sent, 2, "sendmmsg: {}", std::io::Error::last_os_error());
+
+    // Both answers, through recvmmsg (one call may return one or both).
+    let mut bufs = [[0u8; 512]; 2];
+    let mut answers: Vec<Vec<u8>> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while answers.len() < 2 && Instant::now() < deadline {
+        let mut riov: Vec<libc::iovec> = bufs
+            .iter_mut()
+            .map(|b| libc::iovec {
+                iov_base: b.as_mut_ptr().cast(),
+                iov_len: b.len(),
+            })
+            .collect();
+        // SAFETY: zeroed sockaddrs and mmsghdrs are valid; as above, for the receive side.
+        let mut from: Vec<libc::sockaddr_in> =
+            (0..2).map(|_| unsafe { std::mem::zeroed() }).collect();
+        // SAFETY: as above.
+        let mut rmsgs: Vec<libc::mmsghdr> = (0..2).map(|_| unsafe { std::mem::zeroed() }).collect();
+        // The sender of each answer, as a client on an unconnected socket asks for it.
+        for ((m, v), f) in rmsgs.iter_mut().zip(riov.iter_mut()).zip(from.iter_mut()) {
+            m.msg_hdr.msg_name = (f as *mut libc::sockaddr_in).cast();
+            m.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            m.msg_hdr.msg_iov = v;
+            m.msg_hdr.msg_iovlen = 1;
+        }
+        let want = (2 - answers.len()) as u32;
+        // SAFETY: `rmsgs` holds valid mmsghdrs; blocking until one arrives (read timeout
+        // set above bounds it).
+        let got = unsafe {
+            libc::recvmmsg(
+                sock.as_raw_fd(),
+                rmsgs.as_mut_ptr(),
+                want,
+                libc::MSG_WAITFORONE,
+                std::ptr::null_mut(),
+            )
+        };
+        assert!(got > 0, "recvmmsg: {}", std::io::Error::last_os_error());
+        for (m, b) in rmsgs.iter().zip(bufs.iter()).take(got as usize) {
+            answers.push(b[..m.msg_len as usize].to_vec());
+        }
+    }
+    assert_eq!(answers.len(), 2, "dnsmasq answered {} of 2", answers.len());
+    let rcode = |a: &[u8]| a[3] & 0x0f;
+    let count = |a: &[u8]| u16::from_be_bytes([a[6], a[7]]);
+    assert!(answers.iter().all(|a| rcode(a) == 0 && count(a) == 1));
+    std::thread::sleep(Duration::from_millis(300));
+    let (records, stderr) = agent.stop();
+    drop(server);
+    let dns: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["protocol"] == "dns" && r["server"]["port"] == port)
+        .collect();
+    let mut seen: Vec<(String, String, String, u64)> =
+        summary(&dns.iter().map(|r| (*r).clone()).collect::<Vec<_>>());
+    seen.sort();
+    assert_eq!(
+        seen,
+        vec![
+            ("host.test".into(), "A".into(), "NOERROR".into(), 1),
+            ("host.test".into(), "AAAA".into(), "NOERROR".into(), 1),
+        ],
+        "{records:?}\n{stderr}"
+    );
+    for r in &dns {
+        assert_eq!(r["role"], "client", "{r}");
+        assert_eq!(r["client"]["ip"], "127.0.0.1", "{r}");
+        assert_eq!(r["status"], "ok", "{r}");
+    }
+}
