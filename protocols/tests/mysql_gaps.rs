@@ -304,3 +304,46 @@ fn a_response_never_ends_before_its_request() {
         }
     }
 }
+
+/// Responses lost whole in a row (`ConnParser::lost`, as the agent reports calls the ring
+/// buffer could not take), each reported before the next command: the answer that does come
+/// pairs with the last command, never with one whose own answer was lost.
+#[test]
+fn responses_lost_in_a_row_never_pair_later_answers_with_earlier_commands() {
+    let mut c = Conv::new();
+    c.handshake(BASE_CAPS);
+    c.take();
+    c.client(&query("select 1"));
+    let answer = ok(1, 1, 2).len() as u64;
+    c.ts += 10;
+    let ts = c.ts;
+    c.parser
+        .lost(wirelens_protocols::Side::Server, ts, answer, &mut c.out);
+    c.client(&query("select 2"));
+    c.ts += 10;
+    let ts = c.ts;
+    c.parser
+        .lost(wirelens_protocols::Side::Server, ts, answer, &mut c.out);
+    c.client(&query("delete from t")).server(&ok(1, 7, 2));
+    let ex = c.take();
+    // The commands whose answers were lost end there, cut short, rows unknown (as one lost
+    // answer always did); the answer that came pairs with its own command.
+    let seen: Vec<(Option<&str>, Option<u64>, bool)> = ex
+        .iter()
+        .map(|e| {
+            let (q, r) = parts(e);
+            (q.query.as_deref(), r.and_then(|r| r.rows), e.truncated)
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            (Some("select 1"), None, true),
+            (Some("select 2"), None, true),
+            (Some("delete from t"), Some(7), false),
+        ],
+        "{ex:?}"
+    );
+    // One per answer lost.
+    assert_eq!(c.parser.stats().lost_in_gap, 2, "{:?}", c.parser.stats());
+}

@@ -135,6 +135,17 @@ impl ConnParser for MysqlParser {
         }
     }
 
+    /// A loss of whole calls is a gap; on the server's side it also ends every command
+    /// waiting ([`Session::answers_lost`]), however the framing took the gap (a second loss
+    /// while it still resynchronises after the first changes nothing there).
+    fn lost(&mut self, side: Side, ts_ns: u64, bytes: u64, out: &mut Vec<Exchange>) {
+        self.push(Chunk::gap(side, ts_ns, bytes), out);
+        if side == Side::Server {
+            self.server.resync();
+            self.session.answers_lost(ts_ns, out);
+        }
+    }
+
     fn close(&mut self, _ts_ns: u64, _reset: bool, out: &mut Vec<Exchange>) {
         self.session.close(out);
         self.client.resync();

@@ -436,6 +436,29 @@ impl Session {
 
     // --- end of the connection -----------------------------------------------------------
 
+    /// Whole calls of the server were lost (the capture could not queue them), reported
+    /// before the client's next call. The classic protocol answers one command before the
+    /// next is read, so every command waiting then was answered inside the loss: each ends
+    /// there, cut short, as a response whose end was lost does (`lost_in_gap` counts them).
+    /// Left waiting, the next answer would pair with the oldest of them.
+    pub(crate) fn answers_lost(&mut self, ts: u64, out: &mut Vec<Exchange>) {
+        if self.phase != Phase::Command || self.ctx.infile {
+            return;
+        }
+        if let Some(mut a) = self.answering.take() {
+            a.lose(ts);
+            stitch::emit(a, out);
+        }
+        for p in self.pending.drain(..) {
+            self.stats.lost_in_gap += 1;
+            let mut a = Answer::new(p, ts);
+            a.lose(ts);
+            stitch::emit(a, out);
+        }
+        self.absorb = None;
+        self.prev_server_seq = None;
+    }
+
     /// The connection closed: a response being read ends there, cut short; commands still
     /// waiting are reset.
     pub(crate) fn close(&mut self, out: &mut Vec<Exchange>) {
