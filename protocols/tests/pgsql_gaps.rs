@@ -301,3 +301,60 @@ fn long_query_text_read_in_several_calls_stays_a_prefix() {
     );
     assert_eq!(resp(e).unwrap().rows, Some(1));
 }
+
+/// Answers lost whole in a row (`ConnParser::lost`, as the agent reports calls the ring
+/// buffer could not take), each reported before the next query: the answer that comes pairs
+/// with its own query, never with one whose answer was lost.
+#[test]
+fn answers_lost_in_a_row_never_pair_later_answers_with_earlier_queries() {
+    use wirelens_protocols::pgsql::PgsqlParser;
+    use wirelens_protocols::{Chunk, ConnParser, Exchange, Request, Response};
+    let mut p = PgsqlParser::new();
+    let mut out: Vec<Exchange> = Vec::new();
+    let push = |p: &mut PgsqlParser, side: Side, ts: u64, data: &[u8], out: &mut Vec<Exchange>| {
+        p.push(
+            Chunk {
+                side,
+                ts_ns: ts,
+                data,
+                missing: 0,
+            },
+            out,
+        )
+    };
+    push(&mut p, Side::Client, 1, &startup("u", "d"), &mut out);
+    push(&mut p, Side::Server, 2, &startup_reply(), &mut out);
+    let mut answer = rows(1);
+    answer.extend(ready(b'I'));
+    push(&mut p, Side::Client, 10, &query("SELECT 1"), &mut out);
+    p.lost(Side::Server, 20, answer.len() as u64, &mut out);
+    push(&mut p, Side::Client, 20, &query("SELECT 2"), &mut out);
+    p.lost(Side::Server, 30, answer.len() as u64, &mut out);
+    push(&mut p, Side::Client, 30, &query("DELETE FROM t"), &mut out);
+    let mut deleted = complete("DELETE 7");
+    deleted.extend(ready(b'I'));
+    push(&mut p, Side::Server, 40, &deleted, &mut out);
+    let answered: Vec<(String, Option<u64>)> = out
+        .iter()
+        .filter_map(|e| match (&e.request, &e.response) {
+            (Request::Pgsql(q), Some(Response::Pgsql(r))) => Some((q.query.clone(), r.rows)),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        answered
+            .iter()
+            .all(|(q, rows)| q != "DELETE FROM t" || *rows == Some(7)),
+        "{out:?}"
+    );
+    assert!(
+        answered.iter().any(|(q, _)| q == "DELETE FROM t"),
+        "{out:?}"
+    );
+    assert!(
+        answered
+            .iter()
+            .all(|(q, rows)| *rows != Some(7) || q == "DELETE FROM t"),
+        "{out:?}"
+    );
+}
