@@ -141,7 +141,6 @@ impl ConnParser for MysqlParser {
     fn lost(&mut self, side: Side, ts_ns: u64, bytes: u64, out: &mut Vec<Exchange>) {
         self.push(Chunk::gap(side, ts_ns, bytes), out);
         if side == Side::Server {
-            self.server.resync();
             self.session.answers_lost(ts_ns, out);
         }
     }

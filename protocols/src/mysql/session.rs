@@ -437,17 +437,14 @@ impl Session {
     // --- end of the connection -----------------------------------------------------------
 
     /// Whole calls of the server were lost (the capture could not queue them), reported
-    /// before the client's next call. The classic protocol answers one command before the
-    /// next is read, so every command waiting then was answered inside the loss: each ends
-    /// there, cut short, as a response whose end was lost does (`lost_in_gap` counts them).
-    /// Left waiting, the next answer would pair with the oldest of them.
+    /// before the connection's next call. The classic protocol answers one command before
+    /// the next is read, so every command still waiting was answered inside the loss: each
+    /// ends there, cut short, as a response whose end was lost does (`lost_in_gap` counts
+    /// them). Left waiting, the next answer would pair with the oldest of them. The answer
+    /// being read, if any, goes on: the framing finds its end as before.
     pub(crate) fn answers_lost(&mut self, ts: u64, out: &mut Vec<Exchange>) {
         if self.phase != Phase::Command || self.ctx.infile {
             return;
-        }
-        if let Some(mut a) = self.answering.take() {
-            a.lose(ts);
-            stitch::emit(a, out);
         }
         for p in self.pending.drain(..) {
             self.stats.lost_in_gap += 1;
@@ -455,8 +452,6 @@ impl Session {
             a.lose(ts);
             stitch::emit(a, out);
         }
-        self.absorb = None;
-        self.prev_server_seq = None;
     }
 
     /// The connection closed: a response being read ends there, cut short; commands still
