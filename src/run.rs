@@ -1,21 +1,23 @@
-//! `wirelens run`: the live pipeline. capture (thread) -> conntrack/parse/pair (task) -> output
-//! and aggregate; the metrics endpoint (task) reads the aggregate.
+//! `wirelens run`: the live pipeline. The capture thread reads the ring buffer and runs
+//! conntrack/parse/pair, output and aggregation on each event as it reads it (a [`Pipeline`]
+//! is its sink); tokio runs the signals, the period ticks, the metrics endpoint and the OTLP
+//! exporters, which read the aggregate.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use tokio::sync::mpsc;
 
 use crate::capture::decode::clock_ns;
-use crate::capture::{Capture, CaptureCounters};
+use crate::capture::{Capture, CaptureCounters, Sink};
 use crate::config::RunSettings;
 use crate::conntrack::{Conntrack, ConntrackStats};
+use crate::event::SourceEvent;
 use crate::export::http::MetricsServer;
 use crate::export::otlp::Otlp;
 use crate::export::{Health, Metrics, MetricsEndpoint};
 use crate::filter_ctl;
-use crate::output::RecordWriter;
+use crate::output::{Record, RecordWriter};
 use crate::preflight;
 
 /// Runs until SIGINT or SIGTERM, then detaches, flushes what is paired and returns.
@@ -28,13 +30,12 @@ pub async fn run(
     preflight::require_privileges()?;
     let metrics = Arc::new(Metrics::new(settings.aggregation.clone()));
     serve_metrics(&settings.metrics, &metrics).await?;
-    let mut otlp = match &settings.otlp {
-        Some(s) => Some(Otlp::start(s)?),
+    let otlp = match &settings.otlp {
+        Some(s) => Some(Arc::new(Mutex::new(Otlp::start(s)?))),
         None => None,
     };
-    let mut writer = RecordWriter::open(settings.format, settings.output.as_deref())
+    let writer = RecordWriter::open(settings.format, settings.output.as_deref())
         .context("opening the output")?;
-    let (tx, mut rx) = mpsc::channel(crate::capture::CHANNEL_BATCHES);
     let (ctl_tx, ctl_rx) = std::sync::mpsc::channel::<filter_ctl::Msg>();
     let (exec_tx, exec_rx) = std::sync::mpsc::channel::<crate::capture::ExecEvent>();
     if let Some(k) = &settings.kubernetes {
@@ -45,9 +46,22 @@ pub async fn run(
     }
     let policy = settings.policy.clone();
     let init_policy = policy.clone();
+    let (ended_tx, mut ended) = tokio::sync::oneshot::channel();
+    let pipeline = Pipeline {
+        conntrack: Conntrack::new(settings.conntrack.clone()),
+        records: Vec::new(),
+        writer,
+        metrics: metrics.clone(),
+        otlp: otlp.clone(),
+        last_sweep: Instant::now(),
+        stats_every: settings.stats_interval_s,
+        last_stats: Instant::now(),
+        error: None,
+        ended: Some(ended_tx),
+    };
     let capture = Capture::start(
         settings.capture.clone(),
-        tx,
+        pipeline,
         exec_tx,
         Box::new(move |maps| {
             let done = filter_ctl::apply(maps, &init_policy)?;
@@ -80,51 +94,31 @@ pub async fn run(
                 }
             })?
     };
-    let mut sighup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     let counters = capture.counters.clone();
-    let mut conntrack = Conntrack::new(settings.conntrack.clone());
-    let mut records = Vec::new();
-
+    let mut sighup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    let mut sweep = tokio::time::interval(Duration::from_secs(1));
+    let mut health = tokio::time::interval(Duration::from_secs(1));
     let period = settings.aggregation.period;
     let mut period_end = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-    let stats_every = settings.stats_interval_s;
-    let mut last_stats = std::time::Instant::now();
     // Tests and scripts wait for this line before they send traffic.
     eprintln!("wirelens: capturing (pid {})", std::process::id());
 
     let mut stopping = false;
     loop {
         tokio::select! {
-            batch = rx.recv() => {
-                let Some(batch) = batch else { break };
-                for ev in batch.events() {
-                    conntrack.handle(ev, &mut records);
-                }
-                capture.recycle(batch);
-                write_all(&mut writer, &mut records, &metrics, otlp.as_ref())?;
-            }
-            _ = sweep.tick() => {
-                conntrack.sweep(clock_ns(libc::CLOCK_REALTIME), &mut records);
-                write_all(&mut writer, &mut records, &metrics, otlp.as_ref())?;
-                metrics.aggregator().settle();
-                let stats = conntrack.stats();
-                metrics.set_health(Health::from_pipeline(&counters, &stats, conntrack.len()));
+            // The capture thread ended: asked to, or its output failed.
+            _ = &mut ended => break,
+            _ = health.tick() => {
                 if let Some(o) = &otlp {
-                    metrics.set_otlp_health(o.health());
-                }
-                if stats_every > 0 && last_stats.elapsed().as_secs() >= stats_every {
-                    log_stats(&counters, &stats, conntrack.len());
-                    last_stats = std::time::Instant::now();
+                    metrics.set_otlp_health(lock(o).health());
                 }
             }
             _ = period_end.tick() => {
                 let mut agg = metrics.aggregator();
                 agg.tick();
-                if let Some(o) = &mut otlp {
-                    o.period(&agg);
+                if let Some(o) = &otlp {
+                    lock(o).period(&agg);
                 }
             }
             _ = sighup.recv() => { let _ = ctl_tx.send(filter_ctl::Msg::Reload); }
@@ -140,15 +134,25 @@ pub async fn run(
             }
         }
     }
-    capture.stop();
+    let pipeline = capture.stop();
     drop(ctl_tx);
     let _ = exec_fwd.join();
     let _ = control.join();
-    write_all(&mut writer, &mut records, &metrics, otlp.as_ref())?;
+    let Some(mut pipeline) = pipeline else {
+        anyhow::bail!("the capture thread panicked");
+    };
+    if let Some(e) = pipeline.error.take() {
+        return Err(e);
+    }
+    pipeline.write()?;
     // Every exchange on its service graph edge, for whatever reads the aggregate last.
     metrics.aggregator().settle_all();
-    writer.flush().context("flushing the output")?;
-    if let Some(mut o) = otlp.take() {
+    pipeline.writer.flush().context("flushing the output")?;
+    let Pipeline {
+        conntrack, writer, ..
+    } = pipeline;
+    if let Some(o) = otlp.and_then(|o| Arc::try_unwrap(o).ok()) {
+        let mut o = o.into_inner().unwrap_or_else(PoisonError::into_inner);
         // The last spans and the metrics so far, for at most a few seconds.
         let last = o.last_period(&metrics.aggregator());
         o.shutdown(last, Duration::from_secs(5)).await;
@@ -158,6 +162,97 @@ pub async fn run(
     log_stats(&counters, &stats, conntrack.len());
     eprintln!("wirelens: {}", summary(&counters, &stats, writer.written));
     Ok(())
+}
+
+fn lock(o: &Mutex<Otlp>) -> std::sync::MutexGuard<'_, Otlp> {
+    o.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Records written per call of [`Pipeline::write`] at most, between two drains of the ring.
+const WRITE_EVERY: usize = 512;
+
+/// The pipeline of `wirelens run`, as the capture thread's sink: each event goes through
+/// conntrack and the parsers as it is read; records are aggregated and written every
+/// [`WRITE_EVERY`] records and whenever the ring buffer is drained; once a second, idle
+/// connections are swept and the health metrics refreshed.
+struct Pipeline {
+    conntrack: Conntrack,
+    records: Vec<Record>,
+    writer: RecordWriter,
+    metrics: Arc<Metrics>,
+    otlp: Option<Arc<Mutex<Otlp>>>,
+    last_sweep: Instant,
+    stats_every: u64,
+    last_stats: Instant,
+    /// Why the pipeline stopped (writing failed); `run` returns it.
+    error: Option<anyhow::Error>,
+    /// Dropped (sent) when the capture thread ends, to wake `run`.
+    ended: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Pipeline {
+    fn write(&mut self) -> anyhow::Result<()> {
+        let otlp = self.otlp.as_deref().map(lock);
+        write_all(
+            &mut self.writer,
+            &mut self.records,
+            &self.metrics,
+            otlp.as_deref(),
+        )
+    }
+
+    fn keep(&mut self, r: anyhow::Result<()>) -> bool {
+        match r {
+            Ok(()) => true,
+            Err(e) => {
+                self.error.get_or_insert(e);
+                false
+            }
+        }
+    }
+}
+
+impl Sink for Pipeline {
+    fn event(&mut self, ev: &SourceEvent) -> bool {
+        self.conntrack.handle(ev, &mut self.records);
+        if self.records.len() < WRITE_EVERY {
+            return true;
+        }
+        let r = self.write();
+        self.keep(r)
+    }
+
+    fn drained(&mut self, counters: &CaptureCounters) -> bool {
+        if self.last_sweep.elapsed() >= Duration::from_secs(1) {
+            self.last_sweep = Instant::now();
+            self.conntrack
+                .sweep(clock_ns(libc::CLOCK_REALTIME), &mut self.records);
+            let r = self.write();
+            if !self.keep(r) {
+                return false;
+            }
+            self.metrics.aggregator().settle();
+            let stats = self.conntrack.stats();
+            self.metrics.set_health(Health::from_pipeline(
+                counters,
+                &stats,
+                self.conntrack.len(),
+            ));
+            if self.stats_every > 0 && self.last_stats.elapsed().as_secs() >= self.stats_every {
+                log_stats(counters, &stats, self.conntrack.len());
+                self.last_stats = Instant::now();
+            }
+            return true;
+        }
+        let r = self.write();
+        self.keep(r)
+    }
+
+    fn ended(&mut self) {
+        if let Some(tx) = self.ended.take() {
+            let _ = tx.send(());
+        }
+    }
 }
 
 /// Starts the metrics endpoint. An address the user chose must work; the default one may be
@@ -186,7 +281,7 @@ async fn serve_metrics(ep: &MetricsEndpoint, metrics: &Arc<Metrics>) -> anyhow::
 /// Counts each record in the aggregate, then writes it.
 fn write_all(
     writer: &mut RecordWriter,
-    records: &mut Vec<crate::output::Record>,
+    records: &mut Vec<Record>,
     metrics: &Metrics,
     otlp: Option<&Otlp>,
 ) -> anyhow::Result<()> {

@@ -672,3 +672,75 @@ fn root_tiny_ring_buffer_keeps_redis_pairing_across_losses() {
         &mispaired[..mispaired.len().min(10)]
     );
 }
+
+/// The output cannot be written (`/dev/full`): the first records that reach it end the agent
+/// with an error that says so, and it leaves no BPF program or link attached. The pipeline
+/// runs on the capture thread, so the failure has to travel from there to the exit status.
+#[test]
+fn root_output_that_fails_ends_the_agent_with_its_error() {
+    if !root_tests_enabled() {
+        return;
+    }
+    let _g = LIVE.lock().unwrap_or_else(|e| e.into_inner());
+    let server = PyServer::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let stderr = dir.path().join("stderr.log");
+    let mut agent = Proc {
+        child: Command::new(bin())
+            .args(["run", "--format", "jsonl", "--output", "/dev/full", "--pid"])
+            .arg(server.proc.pid().to_string())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr).expect("stderr file"))
+            .spawn()
+            .expect("starting wirelens run"),
+        name: "wirelens".into(),
+    };
+    let start = std::time::Instant::now();
+    while !std::fs::read_to_string(&stderr)
+        .unwrap_or_default()
+        .contains("wirelens: capturing")
+    {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(30),
+            "the agent did not start: {}",
+            std::fs::read_to_string(&stderr).unwrap_or_default()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let held = held_bpf_objects(agent.pid());
+    assert!(!held.is_empty(), "the agent holds no BPF object");
+    let mut client = Client::connect(server.port);
+    assert_eq!(client.send(&[("GET", "/hello.txt")]), vec![200]);
+    // Nothing else is done: the agent must end by itself, within its one-second rounds.
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = agent.child.try_wait().expect("waiting for the agent") {
+            break s;
+        }
+        if start.elapsed() > std::time::Duration::from_secs(20) {
+            panic!(
+                "the agent still runs 20 s after its output failed: {}",
+                std::fs::read_to_string(&stderr).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let text = std::fs::read_to_string(&stderr).unwrap_or_default();
+    assert_eq!(status.code(), Some(1), "exit status: {status}\n{text}");
+    assert!(
+        text.contains("output") && text.contains("No space left on device"),
+        "the error should name the output and the reason: {text}"
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let left = loop {
+        let left: Vec<_> = held
+            .iter()
+            .filter(|(k, id)| bpf_object_exists(k, *id))
+            .collect();
+        if left.is_empty() || std::time::Instant::now() > deadline {
+            break left;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert!(left.is_empty(), "left after the failure: {left:?}");
+}

@@ -1,10 +1,13 @@
 //! Live capture from the kernel: load the BPF programs, fill the control maps, attach to the
-//! syscall tracepoints, and read the ring buffer into [`SourceEvent`] batches.
+//! syscall tracepoints, and hand each ring-buffer record, decoded, to a [`Sink`].
 //!
-//! A dedicated thread owns the BPF object (its skeleton borrows it) and the ring buffer; the
-//! rest of the pipeline runs on tokio and receives batches through a bounded channel. When the
-//! pipeline falls behind, the channel fills, the reader waits, the ring buffer fills, and the
-//! kernel counts what it could not queue: loss is slow-down first and counted, never silent.
+//! A dedicated thread owns the BPF object (its skeleton borrows it), the ring buffer and the
+//! sink: the pipeline (conntrack, parsers, pairing, aggregation, records) runs on that thread,
+//! inside the ring buffer's callback. An event's payload goes from the ring buffer into one
+//! reused buffer and on to the parsers on the same core, instead of being copied into batches
+//! that another thread then reads. When the pipeline falls behind, the ring buffer fills and
+//! the kernel counts what it could not queue: loss is slow-down first and counted, never
+//! silent.
 
 pub mod control;
 pub mod decode;
@@ -19,11 +22,10 @@ use std::time::{Duration, Instant};
 
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use libbpf_rs::{Link, MapCore, MapFlags, RingBufferBuilder};
-use tokio::sync::mpsc;
 
 use crate::event::SourceEvent;
 use decode::Clock;
-use skel::types::wl_counter;
+use skel::types::{wl_counter, wl_event_type};
 use skel::WirelensSkelBuilder;
 
 /// Largest `capture_bytes` the kernel side supports (`WL_MAX_CAPTURE` in bpf/limits.h).
@@ -123,12 +125,25 @@ impl CaptureCounters {
     }
 }
 
-/// A running live source. Dropping it without [`Capture::stop`] leaves the thread to end
-/// when the pipeline's channel closes.
-pub struct Capture {
+/// What the reader thread hands the events to. It runs on the reader thread: whatever it
+/// does per event, the ring buffer waits for.
+pub trait Sink: Send + 'static {
+    /// One event, in ring-buffer order. Returns false when the sink cannot go on (its output
+    /// failed): the reader then detaches and ends.
+    fn event(&mut self, ev: &SourceEvent) -> bool;
+    /// The reader emptied the ring buffer, or waited `drain_interval` for it: the place for
+    /// work by time (flushing, sweeping). `counters` are the source's, as of now. Returns false
+    /// like [`Sink::event`].
+    fn drained(&mut self, counters: &CaptureCounters) -> bool;
+    /// The reader is ending (after its last `drained`): called once, before the thread
+    /// returns the sink to [`Capture::stop`].
+    fn ended(&mut self) {}
+}
+
+/// A running live source. Dropping it without [`Capture::stop`] asks the thread to end.
+pub struct Capture<S: Sink> {
     stop: Arc<AtomicBool>,
-    recycle: std::sync::mpsc::SyncSender<Batch>,
-    thread: Option<JoinHandle<()>>,
+    thread: Option<JoinHandle<Option<S>>>,
     pub counters: Arc<CaptureCounters>,
     /// The control maps, to decide processes and change settings while running.
     pub control: control::ControlMaps,
@@ -145,33 +160,35 @@ pub struct ExecEvent {
     pub ts_ns: u64,
 }
 
-impl Capture {
-    /// Loads and attaches the programs and starts reading. Returns once every program is
-    /// attached, or with the first error.
+impl<S: Sink> Capture<S> {
+    /// Loads and attaches the programs and starts reading into `sink`. Returns once every
+    /// program is attached, or with the first error.
     ///
     /// `init` runs once the programs are loaded and before they are attached: it fills the
     /// control maps, so the first captured call already obeys them. Exec events go to
     /// `exec_tx`.
     pub fn start(
         cfg: CaptureConfig,
-        tx: mpsc::Sender<Batch>,
+        sink: S,
         exec_tx: std::sync::mpsc::Sender<ExecEvent>,
         init: InitMaps,
-    ) -> Result<Capture, CaptureError> {
+    ) -> Result<Capture<S>, CaptureError> {
         sys::ensure_tracefs().map_err(CaptureError::Environment)?;
         let stop = Arc::new(AtomicBool::new(false));
         let counters = Arc::new(CaptureCounters::default());
         let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
-        let (recycle, spare) = std::sync::mpsc::sync_channel(SPARE_BATCHES);
         let thread = {
             let stop = stop.clone();
             let counters = counters.clone();
             std::thread::Builder::new()
                 .name("wl-capture".into())
                 .spawn(move || {
-                    let io = ReaderIo { tx, spare, exec_tx };
-                    if let Err(e) = run_thread(cfg, io, init, &stop, &counters, &ready_tx) {
-                        let _ = ready_tx.send(Err(e));
+                    match run_thread(cfg, sink, exec_tx, init, &stop, &counters, &ready_tx) {
+                        Ok(sink) => Some(sink),
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e));
+                            None
+                        }
                     }
                 })
                 .map_err(|e| CaptureError::Environment(format!("spawning the reader: {e}")))?
@@ -179,7 +196,6 @@ impl Capture {
         match ready_rx.recv() {
             Ok(Ok(control)) => Ok(Capture {
                 stop,
-                recycle,
                 thread: Some(thread),
                 counters,
                 control,
@@ -192,29 +208,21 @@ impl Capture {
         }
     }
 
-    /// Hands a batch the pipeline is done with back to the reader, which reuses its events'
-    /// buffers. When the reader already has enough spare batches, this one is dropped.
-    pub fn recycle(&self, batch: Batch) {
-        let _ = self.recycle.try_send(batch);
-    }
-
-    /// Asks the reader to detach every program, drain what is left in the ring buffer and
-    /// end; its sender closes when it has. Does not block.
+    /// Asks the reader to detach every program, drain what is left in the ring buffer into
+    /// the sink and end (the sink's [`Sink::ended`] says when it has). Does not block.
     pub fn request_stop(&self) {
         self.stop.store(true, Ordering::SeqCst);
     }
 
-    /// Stops (see [`Capture::request_stop`]) and waits for the reader. The receiving end must
-    /// keep draining the channel meanwhile, or be dropped.
-    pub fn stop(mut self) {
+    /// Stops (see [`Capture::request_stop`]), waits for the reader and returns the sink, or
+    /// `None` when the reader panicked.
+    pub fn stop(mut self) -> Option<S> {
         self.request_stop();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        self.thread.take().and_then(|t| t.join().ok().flatten())
     }
 }
 
-impl Drop for Capture {
+impl<S: Sink> Drop for Capture<S> {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
     }
@@ -222,22 +230,15 @@ impl Drop for Capture {
 
 type Ready = std::sync::mpsc::SyncSender<Result<control::ControlMaps, CaptureError>>;
 
-/// The reader thread's channels: batches out, spare batches back, exec events out.
-struct ReaderIo {
-    tx: mpsc::Sender<Batch>,
-    spare: std::sync::mpsc::Receiver<Batch>,
-    exec_tx: std::sync::mpsc::Sender<ExecEvent>,
-}
-
-fn run_thread(
+fn run_thread<S: Sink>(
     cfg: CaptureConfig,
-    io: ReaderIo,
+    sink: S,
+    exec_tx: std::sync::mpsc::Sender<ExecEvent>,
     init: InitMaps,
     stop: &AtomicBool,
     counters: &CaptureCounters,
     ready: &Ready,
-) -> Result<(), CaptureError> {
-    let ReaderIo { tx, spare, exec_tx } = io;
+) -> Result<S, CaptureError> {
     let mut object = MaybeUninit::uninit();
     let mut open = WirelensSkelBuilder::default()
         .open(&mut object)
@@ -272,32 +273,55 @@ fn run_thread(
     }
 
     let clock = Clock::now();
-    let batcher = std::cell::RefCell::new(Batcher::new(tx, spare));
+    let reader = std::cell::RefCell::new(Reader::new(sink));
     let mut builder = RingBufferBuilder::new();
     builder
         .add(&skel.maps.events, |bytes: &[u8]| {
             counters.records_read.fetch_add(1, Ordering::Relaxed);
-            let mut b = batcher.borrow_mut();
-            match decode::decode_into(bytes, clock, b.slot()) {
+            let mut r = reader.borrow_mut();
+            let r = &mut *r;
+            if r.failed {
+                // The sink gave up (its output failed): the capture is ending.
+                return 0;
+            }
+            let slot = if bytes.first().copied() == Some(wl_event_type::WL_EV_CLOSE.0 as u8) {
+                &mut r.close
+            } else {
+                &mut r.data
+            };
+            let go_on = match decode::decode_into(bytes, clock, slot) {
                 Ok(decode::Kind::Data) => {
                     counters
                         .data_events_received
                         .fetch_add(1, Ordering::Relaxed);
-                    b.commit();
+                    r.sink.event(slot)
                 }
                 Ok(decode::Kind::Close) => {
                     counters
                         .close_events_received
                         .fetch_add(1, Ordering::Relaxed);
-                    b.commit();
+                    r.sink.event(slot)
                 }
                 Ok(decode::Kind::Exec(ev)) => {
                     let _ = exec_tx.send(ev);
+                    true
                 }
                 Err(e) => {
                     counters.decode_errors.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(error = %e, "undecodable ring buffer record");
+                    true
                 }
+            };
+            if !go_on {
+                r.failed = true;
+            }
+            r.in_round += 1;
+            if r.in_round >= ROUND_RECORDS {
+                // A negative return ends this round of consuming after this record (which
+                // is consumed), so that a ring the kernel keeps filling still lets the loop
+                // below come round to the sink's timed work and the kernel's counters.
+                r.in_round = 0;
+                return -1;
             }
             0
         })
@@ -319,116 +343,65 @@ fn run_thread(
 
     let mut last_counters = Instant::now();
     loop {
-        let stopping = stop.load(Ordering::SeqCst);
+        let stopping = stop.load(Ordering::SeqCst) || reader.borrow().failed;
         if stopping {
             // Detach first so nothing new arrives, then drain what is queued.
             links.clear();
         }
+        reader.borrow_mut().in_round = 0;
+        // Wakes up when the kernel asks (`wakeup_bytes` queued) or after `drain_interval`.
         let _ = rb.poll(cfg.drain_interval);
-        let _ = rb.consume();
-        let closed = {
-            let mut b = batcher.borrow_mut();
-            b.flush();
-            b.closed
-        };
+        // What is queued below the wake-up mark is consumed here; when stopping, everything,
+        // round after round (a negative count is a round's end).
+        loop {
+            reader.borrow_mut().in_round = 0;
+            if rb.consume_raw() >= 0 || !stopping {
+                break;
+            }
+        }
         if stopping || last_counters.elapsed() >= Duration::from_millis(500) {
             read_counters(&skel.maps.counters, counters);
             last_counters = Instant::now();
         }
-        if stopping || closed {
+        {
+            let mut r = reader.borrow_mut();
+            if !r.sink.drained(counters) {
+                r.failed = true;
+            }
+        }
+        if stopping {
             break;
         }
     }
-    Ok(())
+    drop(rb);
+    let mut sink = reader.into_inner().sink;
+    sink.ended();
+    Ok(sink)
 }
 
-/// Events per batch sent to the pipeline: bounds what one batch, and so each spare one, holds.
-const BATCH_EVENTS: usize = 512;
-/// Batches queued between the reader and the pipeline (the channel [`Capture::start`] is
-/// given should hold this many). The ring buffer is the deep buffer; a shallow channel keeps
-/// the batches in flight few enough to be all reused.
-pub const CHANNEL_BATCHES: usize = 16;
-/// Processed batches kept for reuse: as many as can be in flight, so that a reader catching up
-/// with a backlog still finds each batch it needs. What they retain is bounded by
-/// `SPARE_BATCHES * BATCH_EVENTS` payload buffers of at most `capture_bytes` each.
-const SPARE_BATCHES: usize = CHANNEL_BATCHES;
-
-/// Events from the reader to the pipeline, in a buffer that goes back to the reader
-/// ([`Capture::recycle`]) to be refilled.
-#[derive(Debug)]
-pub struct Batch {
-    events: Vec<SourceEvent>,
-    /// Slots of `events` that hold this batch's events; the rest are kept for their buffers.
-    len: usize,
+/// The reader thread's state inside the ring buffer's callback: the sink, and one event slot
+/// per kind whose buffers every record reuses.
+struct Reader<S> {
+    sink: S,
+    data: SourceEvent,
+    close: SourceEvent,
+    /// The sink asked to stop.
+    failed: bool,
+    /// Records handed over since the loop last came round.
+    in_round: u32,
 }
 
-impl Batch {
-    /// The events, in ring-buffer order.
-    pub fn events(&self) -> &[SourceEvent] {
-        self.events.get(..self.len).unwrap_or_default()
-    }
-}
+/// Records consumed between two turns of the reader's loop at most.
+const ROUND_RECORDS: u32 = 4096;
 
-/// The reader's side of the batches: fills one in place, slot by slot, sends it when full or
-/// when the ring is drained, and takes the next from the batches the pipeline gave back, so
-/// that the events' payload buffers are reused instead of allocated per event.
-struct Batcher {
-    events: Vec<SourceEvent>,
-    /// Slots of `events` filled so far; the rest are old events kept for their buffers.
-    len: usize,
-    tx: mpsc::Sender<Batch>,
-    spare: std::sync::mpsc::Receiver<Batch>,
-    /// The pipeline is gone.
-    closed: bool,
-}
-
-impl Batcher {
-    fn new(tx: mpsc::Sender<Batch>, spare: std::sync::mpsc::Receiver<Batch>) -> Batcher {
-        Batcher {
-            events: Vec::with_capacity(BATCH_EVENTS),
-            len: 0,
-            tx,
-            spare,
-            closed: false,
-        }
-    }
-
-    /// The next free slot (an old event to overwrite, or a placeholder).
-    fn slot(&mut self) -> &mut SourceEvent {
-        if self.len == self.events.len() {
-            self.events.push(SourceEvent::End { ts_ns: 0 });
-        }
-        &mut self.events[self.len]
-    }
-
-    /// Keeps what [`Batcher::slot`] returned; sends the batch once full.
-    fn commit(&mut self) {
-        self.len += 1;
-        if self.len >= BATCH_EVENTS {
-            self.flush();
-        }
-    }
-
-    /// Sends the filled slots, if any, and starts the next batch.
-    fn flush(&mut self) {
-        if self.len == 0 {
-            return;
-        }
-        let next = self
-            .spare
-            .try_recv()
-            .map(|b| b.events)
-            .unwrap_or_else(|_| Vec::with_capacity(BATCH_EVENTS));
-        // The slots past `len` keep their buffers: a drain usually ends with a partly filled
-        // batch, and its unused slots serve when it comes back.
-        let full = Batch {
-            events: std::mem::replace(&mut self.events, next),
-            len: self.len,
-        };
-        self.len = 0;
-        // Waiting here is the back-pressure: the ring fills and the kernel counts the loss.
-        if !self.closed && self.tx.blocking_send(full).is_err() {
-            self.closed = true;
+impl<S> Reader<S> {
+    fn new(sink: S) -> Reader<S> {
+        Reader {
+            sink,
+            data: SourceEvent::End { ts_ns: 0 },
+            close: SourceEvent::End { ts_ns: 0 },
+            failed: false,
+            in_round: 0,
         }
     }
 }
