@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Installs what wirelens needs on Debian, only what is missing.
-#   scripts/install-deps.sh          build dependencies (clang, libelf, zlib, pkg-config)
+#   scripts/install-deps.sh          build dependencies (clang, gcc, libelf, zlib, pkg-config)
 #   scripts/install-deps.sh --test   plus the servers and tools the tests drive
 #   scripts/install-deps.sh --bench  plus the servers and load generators of bench/overhead
 #                                    and bench/soak (wrk, redis-benchmark, pgbench, tshark)
 set -euo pipefail
 
-want=(clang llvm libelf-dev zlib1g-dev pkg-config make)
+want=(clang llvm gcc libc6-dev libelf-dev zlib1g-dev pkg-config make)
 if [ "${1:-}" = "--test" ]; then
   want+=(nginx-light python3 curl tcpdump tshark iproute2 bpftool util-linux procps
          redis-server redis-tools mariadb-server mariadb-client libdbd-mariadb-perl
