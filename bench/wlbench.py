@@ -467,6 +467,13 @@ def config_capture(cg):
     return f"filters:\n  include:\n    cgroup: ['{cg.regex()}']\n"
 
 
+def config_servers(cg):
+    """Captures the servers in the harness's cgroup (nginx, redis-server, PostgreSQL's
+    processes), not the load generators beside them: both keys of one selector must match."""
+    return (f"filters:\n  include:\n    cgroup: ['{cg.regex()}']\n"
+            f"    cmdline: ['(^|/)(nginx|redis-server|postgres)( |:|$)']\n")
+
+
 def config_filtered(cg):
     """The harness's cgroup excluded (decided in the kernel); the include names an empty
     sibling cgroup so that nothing else on this host is captured either."""
