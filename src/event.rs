@@ -85,7 +85,7 @@ pub struct Observer {
 }
 
 /// Something that happened on a connection.
-// Nearly every event is `Data`, and they live in batch slots that are refilled in place:
+// Nearly every event is `Data`, and the live reader refills one slot in place:
 // boxing the large variant would only add an indirection.
 #[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]

@@ -91,8 +91,8 @@ pub fn decode(bytes: &[u8], clock: Clock) -> Result<Decoded, DecodeError> {
 }
 
 /// Decodes one ring-buffer record into `slot`, reusing the buffers of the data event it held
-/// (payload, process name): the reader's batches come back from the pipeline, so a steady
-/// stream of events allocates nothing here. On error the slot holds no meaningful event.
+/// (payload, process name), so that decoding a steady stream of events into one slot
+/// allocates nothing. On error the slot holds no meaningful event.
 pub fn decode_into(
     bytes: &[u8],
     clock: Clock,
@@ -316,9 +316,8 @@ mod tests {
         assert_eq!(obs.process.pid, 42);
     }
 
-    /// The reader decodes into the slots of batches the pipeline gave back: a data event
-    /// reuses the payload buffer and process name already there, and nothing of the old event
-    /// survives.
+    /// Decoding into a slot that held an event: a data event reuses the payload buffer and
+    /// process name already there, and nothing of the old event survives.
     #[test]
     fn decodes_in_place_reusing_buffers() {
         let clock = Clock { offset_ns: 0 };
