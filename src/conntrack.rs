@@ -193,25 +193,41 @@ impl Conntrack {
         self.stats.data_bytes += d.data.len() as u64;
         self.stats.missing_bytes += d.missing;
         let key = FlowKey::of(d);
-        if !self.conns.contains(&key) {
-            let conn = Conn {
-                client: None,
-                protocol: None,
-                parser: None,
-                observer: d.observer.clone(),
-                last_ts_ns: d.ts_ns,
-                ends: (d.src, d.dst),
-                parts: None,
-            };
-            self.stats.conns_opened += 1;
-            if let Some((_, old)) = self.conns.push(key, conn) {
-                self.stats.conns_evicted += 1;
-                self.retire(old, out, |p, ex| p.expire(u64::MAX, 0, ex));
-            }
+        // One lookup for a known connection (nearly every event); disjoint fields, so that
+        // the entry stays borrowed while the counters and the scratch space are used.
+        if let Some(c) = self.conns.get_mut(&key) {
+            Self::on_conn(c, &self.cfg, &mut self.stats, &mut self.scratch, d, out);
+            return;
+        }
+        let conn = Conn {
+            client: None,
+            protocol: None,
+            parser: None,
+            observer: d.observer.clone(),
+            last_ts_ns: d.ts_ns,
+            ends: (d.src, d.dst),
+            parts: None,
+        };
+        self.stats.conns_opened += 1;
+        if let Some((_, old)) = self.conns.push(key, conn) {
+            self.stats.conns_evicted += 1;
+            self.retire(old, out, |p, ex| p.expire(u64::MAX, 0, ex));
         }
         let Some(c) = self.conns.get_mut(&key) else {
             return;
         };
+        Self::on_conn(c, &self.cfg, &mut self.stats, &mut self.scratch, d, out);
+    }
+
+    /// The part of [`Conntrack::data`] past the connection's lookup.
+    fn on_conn(
+        c: &mut Conn,
+        cfg: &ConntrackConfig,
+        stats: &mut ConntrackStats,
+        scratch: &mut Vec<Exchange>,
+        d: &DataEvent,
+        out: &mut Vec<Record>,
+    ) {
         c.last_ts_ns = c.last_ts_ns.max(d.ts_ns);
         // Inference only matters until the side and the protocol are known.
         let inferred = if c.client.is_none() || c.protocol.is_none() {
@@ -228,18 +244,18 @@ impl Conntrack {
             };
         }
         let Some(client) = c.client else {
-            self.stats.undetermined_side_events += 1;
+            stats.undetermined_side_events += 1;
             return;
         };
         if c.protocol.is_none() {
             c.protocol = d
                 .protocol
                 .or(inferred.map(|i| i.protocol))
-                .filter(|p| self.cfg.protocols.contains(p));
+                .filter(|p| cfg.protocols.contains(p));
             c.parser = c.protocol.and_then(|p| new_parser(p, d.transport));
         }
         let Some(parser) = c.parser.as_mut() else {
-            self.stats.unknown_protocol_events += 1;
+            stats.unknown_protocol_events += 1;
             return;
         };
         let side = if d.src == client {
@@ -247,7 +263,7 @@ impl Conntrack {
         } else {
             Side::Server
         };
-        self.scratch.clear();
+        scratch.clear();
         // Calls whose events were lost come first, as gaps in their own direction: a parser
         // then bridges them where lengths are known, or counts the message as lost in a gap,
         // instead of joining the bytes around them (which would pair the wrong messages).
@@ -261,8 +277,8 @@ impl Conntrack {
                 // The client's side first ([`ConnParser::lost`]).
                 for (side, n) in [(Side::Client, by_client), (Side::Server, by_server)] {
                     if n > 0 {
-                        self.stats.lost_bytes += n;
-                        parser.lost(side, d.ts_ns, n, &mut self.scratch);
+                        stats.lost_bytes += n;
+                        parser.lost(side, d.ts_ns, n, scratch);
                     }
                 }
             }
@@ -274,9 +290,9 @@ impl Conntrack {
                 data: &d.data,
                 missing: d.missing,
             },
-            &mut self.scratch,
+            scratch,
         );
-        c.emit(client, &mut self.scratch, &mut self.stats.exchanges, out);
+        c.emit(client, scratch, &mut stats.exchanges, out);
     }
 
     /// Reports requests older than the request timeout and forgets idle connections.
