@@ -64,6 +64,22 @@ fn bpf_object_exists(kind: &str, id: u64) -> bool {
         .success()
 }
 
+/// Which of `held` the kernel still has, after waiting up to 10 s for them to go: links and
+/// programs go when the agent's fds close, and the kernel may take a moment.
+fn still_attached<'a>(held: &'a [(&'static str, u64)]) -> Vec<&'a (&'static str, u64)> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let left: Vec<_> = held
+            .iter()
+            .filter(|(k, id)| bpf_object_exists(k, *id))
+            .collect();
+        if left.is_empty() || std::time::Instant::now() > deadline {
+            return left;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
 #[test]
 fn root_sigterm_leaves_no_program_attached() {
     if !root_tests_enabled() {
@@ -82,18 +98,7 @@ fn root_sigterm_leaves_no_program_attached() {
     let mut agent = agent;
     let status = agent.proc.child.wait().expect("wait");
     assert!(status.success(), "SIGTERM exit: {status}");
-    // Links and programs go when the agent's fds close; the kernel may take a moment.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let left = loop {
-        let left: Vec<_> = held
-            .iter()
-            .filter(|(k, id)| bpf_object_exists(k, *id))
-            .collect();
-        if left.is_empty() || std::time::Instant::now() > deadline {
-            break left;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    };
+    let left = still_attached(&held);
     assert!(left.is_empty(), "left after SIGTERM: {left:?}");
 }
 
@@ -731,16 +736,6 @@ fn root_output_that_fails_ends_the_agent_with_its_error() {
         text.contains("output") && text.contains("No space left on device"),
         "the error should name the output and the reason: {text}"
     );
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let left = loop {
-        let left: Vec<_> = held
-            .iter()
-            .filter(|(k, id)| bpf_object_exists(k, *id))
-            .collect();
-        if left.is_empty() || std::time::Instant::now() > deadline {
-            break left;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    };
+    let left = still_attached(&held);
     assert!(left.is_empty(), "left after the failure: {left:?}");
 }
