@@ -292,7 +292,7 @@ pub fn enrich(records: &mut [Record]) {
         if let Some(cg) = cg {
             r.k8s = store
                 .identity(cg.container.as_ref(), cg.pod_uid.as_ref())
-                .map(K8sRecord::from);
+                .map(|i| Box::new(K8sRecord::from(i)));
         }
         let peer = match r.role {
             Role::Server => &r.client.ip,
@@ -303,7 +303,7 @@ pub fn enrich(records: &mut [Record]) {
             .parse::<IpAddr>()
             .ok()
             .and_then(|ip| store.peer(&ip))
-            .map(PeerRecord);
+            .map(|p| Box::new(PeerRecord(p)));
     }
 }
 

@@ -329,10 +329,10 @@ pub fn key_ref<'a>(r: &'a Record, route: &'a str, error_type: &'a str) -> Series
 /// `_OTHER` (semantic conventions, "HTTP spans": methods are case-sensitive, unknown ones
 /// must not become label values).
 pub fn http_method(m: &str) -> &'static str {
-    const KNOWN: [&str; 9] = [
-        "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
-    ];
-    KNOWN.into_iter().find(|k| *k == m).unwrap_or("_OTHER")
+    wirelens_protocols::http::STANDARD_METHODS
+        .into_iter()
+        .find(|k| *k == m)
+        .unwrap_or("_OTHER")
 }
 
 /// `error.type` of a record whose status is not `ok`, empty otherwise: `timeout` or `reset`

@@ -321,7 +321,7 @@ mod tests {
             pid: u32::MAX,
             comm: "tab\there".into(),
         });
-        full.k8s = Some(K8sRecord {
+        full.k8s = Some(Box::new(K8sRecord {
             namespace: "ns".into(),
             pod: "p-1".into(),
             pod_uid: "uid".into(),
@@ -330,7 +330,7 @@ mod tests {
             workload_kind: None,
             service: "svc".into(),
             node: Some("n".into()),
-        });
+        }));
         full.trace = Some(TraceContext {
             trace_id: "0af7651916cd43dd8448eb211c80319c".into(),
             span_id: "b7ad6b7169203331".into(),

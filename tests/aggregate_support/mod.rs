@@ -46,7 +46,7 @@ pub fn record(
 
 pub fn http_req(method: &str, path: &str) -> Request {
     Request::Http(http::HttpRequest {
-        method: method.into(),
+        method: http::method_text(method),
         path: path.into(),
         host: Some("example".into()),
         route: Some(http::route_template(path)),

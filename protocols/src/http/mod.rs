@@ -9,6 +9,8 @@
 //! - `trace`: the W3C `traceparent` header;
 //! - `route`: low-cardinality route templates ([`route_template`]).
 
+use std::borrow::Cow;
+
 use serde::Serialize;
 
 use crate::{Chunk, ConnParser, Exchange, ParseStats, Side};
@@ -34,7 +36,9 @@ use stream::Stream;
 /// `request` of an HTTP record (record-schema.md).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct HttpRequest {
-    pub method: String,
+    /// The method as sent; one RFC 9110 or RFC 5789 defines is borrowed, not allocated
+    /// ([`method_text`]).
+    pub method: Cow<'static, str>,
     /// The request-target exactly as sent, query string included (RFC 9112 section 3.2).
     /// When a capture gap cut the request-line, the captured prefix (the exchange is then
     /// `truncated`).
@@ -44,6 +48,21 @@ pub struct HttpRequest {
     /// Low-cardinality template of the path, e.g. `/users/{id}` ([`route_template`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub route: Option<String>,
+}
+
+/// The methods RFC 9110 (section 9) and RFC 5789 define: most requests use one of them, and
+/// their records then borrow the text instead of allocating it.
+pub const STANDARD_METHODS: [&str; 9] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+];
+
+/// `method` as a record holds it: borrowed when it is one of [`STANDARD_METHODS`] (the
+/// comparison is case-sensitive, as methods are), owned otherwise.
+pub fn method_text(method: &str) -> Cow<'static, str> {
+    match STANDARD_METHODS.iter().find(|m| **m == method) {
+        Some(m) => Cow::Borrowed(m),
+        None => Cow::Owned(method.to_owned()),
+    }
 }
 
 /// `response` of an HTTP record.
@@ -146,5 +165,21 @@ impl ConnParser for HttpParser {
 
     fn stats(&self) -> &ParseStats {
         &self.stitch.stats
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn standard_methods_are_borrowed_and_others_kept_as_sent() {
+        for m in STANDARD_METHODS {
+            assert!(matches!(method_text(m), Cow::Borrowed(b) if b == m), "{m}");
+        }
+        // Methods are case-sensitive (RFC 9110 section 9.1): `get` is not GET.
+        for m in ["get", "PROPFIND", "M-SEARCH", ""] {
+            assert!(matches!(method_text(m), Cow::Owned(ref o) if o == m), "{m}");
+        }
     }
 }

@@ -10,7 +10,7 @@ use std::collections::VecDeque;
 use super::parse::{owned_lossy, MethodKind, RequestHead};
 use super::route::route_template;
 use super::trace::parse_traceparent;
-use super::{HttpRequest, HttpResponse};
+use super::{method_text, HttpRequest, HttpResponse};
 use crate::{Exchange, Outcome, ParseStats, Request, Response, TraceContext};
 
 /// Requests that may wait for a response on one connection; more are dropped and counted in
@@ -59,7 +59,7 @@ impl Stitcher {
             return;
         }
         let request = HttpRequest {
-            method: head.method.to_owned(),
+            method: method_text(head.method),
             path: head.target.to_owned(),
             host: head.host.map(owned_lossy),
             route: Some(route_template(head.target)),

@@ -215,7 +215,7 @@ impl Lcg {
 /// An HTTP request record as the parser should build it; `route` given explicitly.
 pub fn req(method: &str, path: &str, host: Option<&str>, route: &str) -> HttpRequest {
     HttpRequest {
-        method: method.into(),
+        method: wirelens_protocols::http::method_text(method),
         path: path.into(),
         host: host.map(Into::into),
         route: Some(route.into()),
