@@ -224,6 +224,16 @@ fn send(port: u16, tag: &str) {
     }
 }
 
+/// The requests counted under the pod's service with python's 404.
+fn storefront_404s(metrics: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("http_server_request_duration_seconds_count{"))
+        .filter(|l| l.contains("service_name=\"storefront\"") && l.contains("status_code=\"404\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 #[test]
 fn root_k8s_records_carry_the_pods_identity() {
     if !root_tests_enabled() {
@@ -244,10 +254,11 @@ fn root_k8s_records_carry_the_pods_identity() {
         receiver.endpoint()
     ));
     send(port, "identity");
+    // The records reach /metrics one by one: wait for all of them, not the first.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let text = loop {
         let text = scrape(metrics_port);
-        if text.contains("service_name=\"storefront\"") || std::time::Instant::now() > deadline {
+        if storefront_404s(&text) >= REQUESTS as f64 || std::time::Instant::now() > deadline {
             break text;
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -258,11 +269,7 @@ fn root_k8s_records_carry_the_pods_identity() {
         .lines()
         .filter(|l| l.starts_with("http_server_request_duration_seconds_count{"))
         .collect();
-    let storefront: f64 = series
-        .iter()
-        .filter(|l| l.contains("service_name=\"storefront\"") && l.contains("status_code=\"404\""))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum();
+    let storefront = storefront_404s(&text);
     assert_eq!(storefront, REQUESTS as f64, "{series:#?}\n{stderr}");
     assert!(!text.contains("service_name=\"python3\""), "{series:#?}");
     assert!(
