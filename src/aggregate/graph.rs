@@ -37,6 +37,7 @@ use hashbrown::Equivalent;
 use wirelens_protocols::{Response, Status};
 
 use super::peer::{is_server_side, AddrRef, Peers};
+use super::text::same;
 use super::Histogram;
 use crate::output::Record;
 
@@ -96,7 +97,10 @@ pub struct EdgeKeyRef<'a> {
 
 impl Equivalent<EdgeKey> for EdgeKeyRef<'_> {
     fn equivalent(&self, key: &EdgeKey) -> bool {
-        *self == key.as_ref()
+        let k = key.as_ref();
+        same(self.client, k.client)
+            && same(self.server, k.server)
+            && same(self.protocol, k.protocol)
     }
 }
 
@@ -202,9 +206,9 @@ impl Waiting {
             && self.protocol == r.protocol
             && self.client_port == r.client.port
             && self.server_port == r.server.port
-            && self.client_ip.as_str() == &*r.client.ip
-            && self.server_ip.as_str() == &*r.server.ip
-            && self.service.as_str() == service
+            && same(self.client_ip.as_str(), &r.client.ip)
+            && same(self.server_ip.as_str(), &r.server.ip)
+            && same(self.service.as_str(), service)
     }
 
     fn add(&mut self, r: &Record) {

@@ -13,6 +13,7 @@ use hashbrown::Equivalent;
 use wirelens_protocols::http::HttpRequest;
 use wirelens_protocols::{Request, Response, Role, Status};
 
+use super::text::same;
 use crate::output::Record;
 
 /// The metric a series belongs to: protocol and the side the observed process is on.
@@ -216,9 +217,43 @@ pub struct SeriesKeyRef<'a> {
     pub error_type: &'a str,
 }
 
+/// The derived `==`, with the texts compared by [`same`].
 impl Equivalent<SeriesKey> for SeriesKeyRef<'_> {
     fn equivalent(&self, key: &SeriesKey) -> bool {
-        *self == key.as_ref()
+        let k = key.as_ref();
+        let operation = match (self.operation, k.operation) {
+            (
+                OperationRef::Http {
+                    method,
+                    route,
+                    status_code,
+                },
+                OperationRef::Http {
+                    method: m,
+                    route: r,
+                    status_code: s,
+                },
+            ) => status_code == s && same(method, m) && same(route, r),
+            (
+                OperationRef::Db {
+                    operation,
+                    collection,
+                },
+                OperationRef::Db {
+                    operation: o,
+                    collection: c,
+                },
+            ) => same(operation, o) && same(collection, c),
+            (OperationRef::Dns { qtype }, OperationRef::Dns { qtype: q }) => same(qtype, q),
+            (OperationRef::Overflow, OperationRef::Overflow) => true,
+            _ => false,
+        };
+        operation
+            && self.family == k.family
+            && self.peer_port == k.peer_port
+            && self.outcome == k.outcome
+            && same(self.peer_address, k.peer_address)
+            && same(self.error_type, k.error_type)
     }
 }
 

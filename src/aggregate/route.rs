@@ -18,6 +18,8 @@
 use hashbrown::hash_map::EntryRef;
 use hashbrown::HashMap;
 
+use super::text::Key;
+
 /// What a collapsed segment becomes.
 pub const PARAM: &str = "{param}";
 
@@ -147,7 +149,7 @@ impl RouteTree {
             };
             if n.wild.is_none()
                 && n.children.len() >= self.segment_values
-                && !n.children.contains_key(seg)
+                && !n.children.contains_key(&Key(seg))
             {
                 let freed = n.size();
                 n.children.clear();
@@ -160,7 +162,7 @@ impl RouteTree {
                 node = Some(w);
                 continue;
             }
-            match n.children.entry_ref(seg) {
+            match n.children.entry_ref(&Key(seg)) {
                 EntryRef::Occupied(child) => {
                     out.push_str(seg);
                     node = Some(child.into_mut());
