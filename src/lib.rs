@@ -16,3 +16,4 @@ pub mod procfs;
 pub mod replay;
 pub mod replay_cmd;
 pub mod run;
+pub mod text;

@@ -37,9 +37,9 @@ use hashbrown::Equivalent;
 use wirelens_protocols::{Response, Status};
 
 use super::peer::{is_server_side, AddrRef, Peers};
-use super::text::same;
 use super::Histogram;
 use crate::output::Record;
+use crate::text::same;
 
 /// Entries waiting for attribution at most; more settle the oldest early.
 pub const MAX_PENDING: usize = 65_536;

@@ -13,8 +13,8 @@ use hashbrown::Equivalent;
 use wirelens_protocols::http::HttpRequest;
 use wirelens_protocols::{Request, Response, Role, Status};
 
-use super::text::same;
 use crate::output::Record;
+use crate::text::same;
 
 /// The metric a series belongs to: protocol and the side the observed process is on.
 /// A record whose role is `unknown` (replay without a SYN) counts as the server's.

@@ -23,7 +23,6 @@ pub mod histogram;
 pub mod key;
 pub mod peer;
 pub mod route;
-pub mod text;
 
 use std::time::Instant;
 
@@ -216,7 +215,7 @@ fn count_edge(
     period: u64,
     a: graph::Settled<'_>,
 ) {
-    let service = services.entry_ref(&text::Key(a.owner)).or_default();
+    let service = services.entry_ref(&crate::text::Key(a.owner)).or_default();
     if let Some(e) = service.edges.get_mut(&a.edge) {
         e.add(&a, period);
         return;
@@ -335,7 +334,7 @@ impl Aggregator {
         pending.push_with(r, name, peers, now, |a| {
             count_edge(services, dropped, budget, period, a)
         });
-        let service = services.entry_ref(&text::Key(name)).or_default();
+        let service = services.entry_ref(&crate::text::Key(name)).or_default();
         let mut http_route = "";
         if let Request::Http(q) = &r.request {
             let raw = key::raw_route(q);

@@ -96,7 +96,7 @@ impl<'a> From<&'a Endpoint> for AddrRef<'a> {
 
 impl Equivalent<Addr> for AddrRef<'_> {
     fn equivalent(&self, key: &Addr) -> bool {
-        self.port == key.port && super::text::same(self.ip, &key.ip)
+        self.port == key.port && crate::text::same(self.ip, &key.ip)
     }
 }
 
@@ -175,7 +175,7 @@ impl Peers {
         }
         let addr = AddrRef::from(local);
         if let Some(k) = table.get_mut(&addr) {
-            if !super::text::same(&k.service, service) {
+            if !crate::text::same(&k.service, service) {
                 k.service = service.to_string();
             }
             k.last_period = period;

@@ -18,7 +18,7 @@
 use hashbrown::hash_map::EntryRef;
 use hashbrown::HashMap;
 
-use super::text::Key;
+use crate::text::Key;
 
 /// What a collapsed segment becomes.
 pub const PARAM: &str = "{param}";

@@ -153,7 +153,7 @@ fn fill_data(
     let failed = hdr.flags as u32 & wl_data_flags::WL_DATA_READ_FAILED.0 != 0;
     let payload = if failed { &[][..] } else { payload };
     let (raw_comm, comm_len) = comm_bytes(&hdr.comm);
-    let comm = String::from_utf8_lossy(&raw_comm[..comm_len]);
+    let raw_comm = &raw_comm[..comm_len];
     let conn = key(&hdr.conn);
     let ts_ns = clock.to_unix(hdr.ts_ns);
     let protocol = Protocol::from_code(hdr.conn.protocol);
@@ -184,16 +184,17 @@ fn fill_data(
             Some(o) => {
                 o.process.pid = pid;
                 o.local = local;
-                if o.process.comm != comm {
+                // The same process as the last event, most of the time: no conversion then.
+                if !crate::text::same_bytes(o.process.comm.as_bytes(), raw_comm) {
                     o.process.comm.clear();
-                    o.process.comm.push_str(&comm);
+                    o.process.comm.push_str(&String::from_utf8_lossy(raw_comm));
                 }
             }
             None => {
                 d.observer = Some(Observer {
                     process: ProcessInfo {
                         pid,
-                        comm: comm.into_owned(),
+                        comm: String::from_utf8_lossy(raw_comm).into_owned(),
                     },
                     local,
                 })
@@ -209,7 +210,7 @@ fn fill_data(
             observer: Some(Observer {
                 process: ProcessInfo {
                     pid,
-                    comm: comm.into_owned(),
+                    comm: String::from_utf8_lossy(raw_comm).into_owned(),
                 },
                 local,
             }),
@@ -354,6 +355,21 @@ mod tests {
             panic!("not data")
         };
         assert_eq!(d.observer.as_ref().unwrap().process.comm, "redis-server");
+        // A name that is not UTF-8 has U+FFFD for its bad bytes, event after event; a shorter
+        // name that is a prefix of the last one is not mistaken for it.
+        for (raw, want) in [
+            (&b"py\xffthon\0\0\0\0\0\0\0\0\0"[..], "py\u{fffd}thon"),
+            (&b"py\xffthon\0\0\0\0\0\0\0\0\0"[..], "py\u{fffd}thon"),
+            (&b"redis\0\0\0\0\0\0\0\0\0\0\0"[..], "redis"),
+            (&b"redis-server\0\0\0\0"[..], "redis-server"),
+        ] {
+            rec[comm_at..comm_at + 16].copy_from_slice(raw);
+            decode_into(&rec, clock, &mut slot).unwrap();
+            let SourceEvent::Data(d) = &slot else {
+                panic!("not data")
+            };
+            assert_eq!(d.observer.as_ref().unwrap().process.comm, want);
+        }
         // A close replaces a data event; an exec leaves the slot alone.
         let close = wl_close_event {
             r#type: wl_event_type::WL_EV_CLOSE.0 as u8,

@@ -1,7 +1,7 @@
-//! Equality of the short texts the aggregator compares for every record: path segments,
-//! service names, methods, addresses. `==` on `str` calls libc's `memcmp`, whose call costs
-//! more than comparing a few bytes; with a dozen comparisons per record it was a third of the
-//! aggregate stage (`cargo bench -p wirelens-bench --bench aggregate`).
+//! Equality of the short texts compared for every event and record: path segments, service
+//! names, methods, addresses, process names. `==` on `str` calls libc's `memcmp`, whose call
+//! costs more than comparing a few bytes; with a dozen comparisons per record it was a third
+//! of the aggregate stage (`cargo bench -p wirelens-bench --bench aggregate`).
 
 use std::hash::{Hash, Hasher};
 
@@ -11,7 +11,12 @@ use hashbrown::Equivalent;
 /// each, longer texts by `==`.
 #[inline]
 pub fn same(a: &str, b: &str) -> bool {
-    let (a, b) = (a.as_bytes(), b.as_bytes());
+    same_bytes(a.as_bytes(), b.as_bytes())
+}
+
+/// [`same`] for bytes.
+#[inline]
+pub fn same_bytes(a: &[u8], b: &[u8]) -> bool {
     let n = a.len();
     if n != b.len() {
         return false;
