@@ -97,10 +97,12 @@ pub struct EdgeKeyRef<'a> {
 
 impl Equivalent<EdgeKey> for EdgeKeyRef<'_> {
     fn equivalent(&self, key: &EdgeKey) -> bool {
-        let k = key.as_ref();
-        same(self.client, k.client)
-            && same(self.server, k.server)
-            && same(self.protocol, k.protocol)
+        let EdgeKeyRef {
+            client,
+            server,
+            protocol,
+        } = key.as_ref();
+        same(self.client, client) && same(self.server, server) && same(self.protocol, protocol)
     }
 }
 

@@ -217,11 +217,19 @@ pub struct SeriesKeyRef<'a> {
     pub error_type: &'a str,
 }
 
-/// The derived `==`, with the texts compared by [`same`].
+/// The derived `==`, with the texts compared by [`same`] (destructured whole, so that a new
+/// field cannot be left out).
 impl Equivalent<SeriesKey> for SeriesKeyRef<'_> {
     fn equivalent(&self, key: &SeriesKey) -> bool {
-        let k = key.as_ref();
-        let operation = match (self.operation, k.operation) {
+        let SeriesKeyRef {
+            family,
+            peer_address,
+            peer_port,
+            operation,
+            outcome,
+            error_type,
+        } = key.as_ref();
+        let same_operation = match (self.operation, operation) {
             (
                 OperationRef::Http {
                     method,
@@ -248,12 +256,12 @@ impl Equivalent<SeriesKey> for SeriesKeyRef<'_> {
             (OperationRef::Overflow, OperationRef::Overflow) => true,
             _ => false,
         };
-        operation
-            && self.family == k.family
-            && self.peer_port == k.peer_port
-            && self.outcome == k.outcome
-            && same(self.peer_address, k.peer_address)
-            && same(self.error_type, k.error_type)
+        same_operation
+            && self.family == family
+            && self.peer_port == peer_port
+            && self.outcome == outcome
+            && same(self.peer_address, peer_address)
+            && same(self.error_type, error_type)
     }
 }
 

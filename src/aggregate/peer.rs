@@ -96,7 +96,8 @@ impl<'a> From<&'a Endpoint> for AddrRef<'a> {
 
 impl Equivalent<Addr> for AddrRef<'_> {
     fn equivalent(&self, key: &Addr) -> bool {
-        self.port == key.port && crate::text::same(self.ip, &key.ip)
+        let AddrRef { ip, port } = key.as_ref();
+        self.port == port && crate::text::same(self.ip, ip)
     }
 }
 
