@@ -1,6 +1,7 @@
 //! What the host must offer before the agent loads anything, and `wirelens check`.
 
 use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, AsRawFd};
 use std::path::Path;
 
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
@@ -112,10 +113,22 @@ pub fn check() -> bool {
         });
     }
     if missing.is_empty() && tracefs.is_ok() {
-        checks.push(Check {
-            name: "load and attach".into(),
-            result: load_and_attach(),
-        });
+        match load_and_attach() {
+            Ok((detail, verified)) => {
+                checks.push(Check {
+                    name: "load and attach".into(),
+                    result: Ok(detail),
+                });
+                checks.push(Check {
+                    name: "verifier headroom".into(),
+                    result: Ok(headroom(&verified)),
+                });
+            }
+            Err(what) => checks.push(Check {
+                name: "load and attach".into(),
+                result: Err(what),
+            }),
+        }
     }
     let mut ok = true;
     for c in &checks {
@@ -138,8 +151,42 @@ pub fn check() -> bool {
     ok
 }
 
-/// Loads the programs (ring buffer included) and attaches each once, then detaches.
-fn load_and_attach() -> Result<String, String> {
+/// The verifier's limit on the instructions it processes for one program
+/// (`BPF_COMPLEXITY_LIMIT_INSNS`): past it, loading fails with E2BIG.
+pub const VERIFIER_LIMIT: u32 = 1_000_000;
+
+/// Instructions the verifier processed for a loaded program (`verified_insns` of its
+/// `bpf_prog_info`, kernel 5.16 and later; 0 where the kernel does not say).
+fn verified_insns(prog: &libbpf_rs::ProgramMut<'_>) -> Result<u32, String> {
+    use libbpf_rs::libbpf_sys::{bpf_prog_get_info_by_fd, bpf_prog_info};
+    let mut info = bpf_prog_info::default();
+    let mut len = std::mem::size_of::<bpf_prog_info>() as u32;
+    // SAFETY: `info` is a zeroed bpf_prog_info of `len` bytes with no array pointers set, so
+    // the kernel writes only its scalar fields; the fd belongs to the loaded program.
+    let rc = unsafe { bpf_prog_get_info_by_fd(prog.as_fd().as_raw_fd(), &mut info, &mut len) };
+    if rc != 0 {
+        return Err(format!(
+            "bpf_prog_get_info_by_fd: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok(info.verified_insns)
+}
+
+/// The `verifier headroom` line: the program closest to the verifier's limit.
+fn headroom(verified: &[(String, u32)]) -> String {
+    match verified.iter().max_by_key(|(_, n)| *n) {
+        Some((name, n)) if *n > 0 => format!(
+            "largest {name}: {n} of {VERIFIER_LIMIT} instructions processed ({:.1} %)",
+            f64::from(*n) * 100.0 / f64::from(VERIFIER_LIMIT)
+        ),
+        _ => "not reported by this kernel (verified_insns needs 5.16 or later)".into(),
+    }
+}
+
+/// Loads the programs (ring buffer included) and attaches each once, then detaches. Returns
+/// what was done and, per program, the instructions the verifier processed.
+fn load_and_attach() -> Result<(String, Vec<(String, u32)>), String> {
     let mut object = MaybeUninit::uninit();
     let open = WirelensSkelBuilder::default()
         .open(&mut object)
@@ -148,15 +195,20 @@ fn load_and_attach() -> Result<String, String> {
         .load()
         .map_err(|e| format!("loading (verifier or ring buffer): {e}"))?;
     let mut links = Vec::new();
+    let mut verified = Vec::new();
     for prog in skel.object().progs_mut() {
         let name = prog.name().to_string_lossy().into_owned();
+        verified.push((name.clone(), verified_insns(&prog)?));
         links.push(
             prog.attach()
                 .map_err(|e| format!("attaching {name}: {e}"))?,
         );
     }
-    Ok(format!(
-        "{} programs attached and detached, ring buffer created",
-        links.len()
+    Ok((
+        format!(
+            "{} programs attached and detached, ring buffer created",
+            links.len()
+        ),
+        verified,
     ))
 }

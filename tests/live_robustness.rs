@@ -167,4 +167,22 @@ fn root_check_loads_and_attaches_everything() {
         );
     }
     assert!(text.contains("24 present"), "{text}");
+    // The verifier's limit is a million processed instructions per program, and a new kernel
+    // can need more of them for the same code (kernel 6.18 once pushed one program past it).
+    // Failing at half the limit leaves room to notice before a program stops loading.
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("ok") && l.contains("verifier headroom"))
+        .unwrap_or_else(|| panic!("no verifier headroom line in:\n{text}"));
+    let processed: u32 = line
+        .split(": ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no instruction count in {line:?}"));
+    assert!(processed > 0, "{line}");
+    assert!(
+        processed < wirelens::preflight::VERIFIER_LIMIT / 2,
+        "a program is past half the verifier's limit: {line}"
+    );
 }
