@@ -130,7 +130,10 @@ impl Conntrack {
         let cap = NonZeroUsize::new(cfg.max_conns.max(1)).unwrap_or(NonZeroUsize::MIN);
         Conntrack {
             cfg,
-            conns: LruCache::new(cap),
+            // Sparse: the table grows with the connections actually tracked. Allocated for
+            // `max_conns` up front, it spread a few dozen connections over megabytes, and
+            // nearly every lookup missed the cache.
+            conns: LruCache::sparse(cap),
             stats: ConntrackStats::default(),
             gone: ParseStats::default(),
             scratch: Vec::new(),
