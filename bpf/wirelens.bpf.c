@@ -119,27 +119,33 @@ static __always_inline void conn_rules(struct wl_conn *c)
  * opened before the agent started. Returns 0 for an IPv4/IPv6 socket, -1 otherwise (then
  * `c` is marked ignored).
  */
-static __always_inline int read_socket(__s32 fd, struct wl_conn *c)
+/* The socket behind (current task, fd), or NULL when the fd is not a socket. */
+static __always_inline struct sock *sock_of(__s32 fd)
 {
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
-	c->protocol = WL_PROTO_IGNORED;
 	if (!fdt || fd < 0)
-		return -1;
+		return NULL;
 	unsigned int max = BPF_CORE_READ(fdt, max_fds);
 	if ((unsigned int)fd >= max)
-		return -1;
+		return NULL;
 	struct file **fds = BPF_CORE_READ(fdt, fd);
 	struct file *file = NULL;
 	if (bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]) || !file)
-		return -1;
+		return NULL;
 	umode_t mode = BPF_CORE_READ(file, f_inode, i_mode);
 	if ((mode & S_IFMT) != S_IFSOCK)
-		return -1;
+		return NULL;
 	struct socket *sock = BPF_CORE_READ(file, private_data);
 	if (!sock)
-		return -1;
-	struct sock *sk = BPF_CORE_READ(sock, sk);
+		return NULL;
+	return BPF_CORE_READ(sock, sk);
+}
+
+static __always_inline int read_socket(__s32 fd, struct wl_conn *c)
+{
+	c->protocol = WL_PROTO_IGNORED;
+	struct sock *sk = sock_of(fd);
 	if (!sk)
 		return -1;
 	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
@@ -160,6 +166,23 @@ static __always_inline int read_socket(__s32 fd, struct wl_conn *c)
 	c->sock_type = (__u8)BPF_CORE_READ(sk, sk_type);
 	c->protocol = WL_PROTO_UNKNOWN;
 	return 0;
+}
+
+/* A UDP socket that was not bound when its entry was made (a client's first sendto binds it
+ * to a port of the kernel's choosing): its local port, and address if one was chosen, once
+ * the call that bound it has returned. Read once: the entry keeps them. */
+static __always_inline void read_bound(struct wl_conn *c, __s32 fd)
+{
+	struct sock *sk = sock_of(fd);
+	if (!sk)
+		return;
+	c->lport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	if (c->family == AF_INET) {
+		__u32 l = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
+		__builtin_memcpy(c->laddr, &l, 4);
+	} else if (c->family == AF_INET6) {
+		BPF_CORE_READ_INTO(&c->laddr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
+	}
 }
 
 /* The peer of one datagram on an unconnected UDP socket, from the call's sockaddr. */
@@ -420,6 +443,8 @@ static __always_inline int emit_body(struct wl_args *ap, long ret, __u32 tgid)
 	__u64 n = clamp_len(got);
 	s->hdr.captured = n;
 	bpf_get_current_comm(s->hdr.comm, sizeof(s->hdr.comm));
+	if (c->sock_type == WL_SOCK_DGRAM && c->lport == 0)
+		read_bound(c, args.fd);
 	s->hdr.conn = *c;
 	if (c->sock_type == WL_SOCK_DGRAM && args.addr)
 		read_peer(&s->hdr.conn, args.addr);

@@ -274,3 +274,58 @@ fn root_live_dns_client_side_of_sendmmsg_and_recvmmsg() {
         assert_eq!(r["status"], "ok", "{r}");
     }
 }
+
+/// A client that sends from a UDP socket it never bound (`socket()` then `sendto()`, as many
+/// resolvers do): the kernel picks the local port during the first send, after the agent
+/// first saw the socket. The records must carry that port, not port 0.
+#[test]
+fn root_live_dns_unbound_udp_client_carries_its_port() {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    if !root_tests_enabled() {
+        return;
+    }
+    let _g = LIVE.lock().unwrap_or_else(|e| e.into_inner());
+    let port = free_port();
+    let server = dnsmasq(port);
+    wait_udp(port);
+    let agent = Agent::start(&["--pid".to_string(), std::process::id().to_string()]);
+    // SAFETY: socket() returns a new fd or -1; a new fd is owned by nothing else.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0) };
+    assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+    // SAFETY: `fd` is a fresh, open socket that only this OwnedFd closes.
+    let sock = std::net::UdpSocket::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    assert_eq!(
+        sock.local_addr().map(|a| a.port()).unwrap_or(0),
+        0,
+        "the socket must not be bound before the first send"
+    );
+    sock.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("read timeout");
+    let names = ["host.test", "alias.test"];
+    for (i, name) in names.iter().enumerate() {
+        let q = query(0x6b00 + i as u16, name, 1);
+        sock.send_to(&q, ("127.0.0.1", port)).expect("sendto");
+        let mut buf = [0u8; 512];
+        let (n, from) = sock.recv_from(&mut buf).expect("dnsmasq answers");
+        assert_eq!(from.port(), port);
+        assert!(n >= 12 && buf[..2] == q[..2], "the answer to query {i}");
+    }
+    let local = sock.local_addr().expect("bound by the first send");
+    assert_ne!(local.port(), 0);
+    std::thread::sleep(Duration::from_millis(300));
+    let (records, stderr) = agent.stop();
+    drop(server);
+    let dns: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["protocol"] == "dns" && r["server"]["port"] == port)
+        .collect();
+    assert_eq!(dns.len(), names.len(), "{records:?}\n{stderr}");
+    for r in &dns {
+        assert_eq!(r["role"], "client", "{r}");
+        assert_eq!(r["client"]["port"], local.port(), "{r}");
+        // Unbound, the socket has no address of its own: the kernel picks the source address
+        // of each datagram as it routes it, so the wildcard is what the socket says.
+        assert_eq!(r["client"]["ip"], local.ip().to_string(), "{r}");
+        assert_eq!(r["status"], "ok", "{r}");
+    }
+}
