@@ -156,20 +156,59 @@ fn query(id: u16, name: &str, qtype: u16) -> Vec<u8> {
     q
 }
 
+/// dnsmasq on a free port and the agent capturing this test process, for the tests that are
+/// their own DNS client. The guard keeps the live tests one at a time.
+struct SelfObserved {
+    _guard: std::sync::MutexGuard<'static, ()>,
+    port: u16,
+    server: Proc,
+    agent: Agent,
+}
+
+impl SelfObserved {
+    /// None when root tests are skipped.
+    fn start() -> Option<SelfObserved> {
+        if !root_tests_enabled() {
+            return None;
+        }
+        let guard = LIVE.lock().unwrap_or_else(|e| e.into_inner());
+        let port = free_port();
+        let server = dnsmasq(port);
+        wait_udp(port);
+        let agent = Agent::start(&["--pid".to_string(), std::process::id().to_string()]);
+        Some(SelfObserved {
+            _guard: guard,
+            port,
+            server,
+            agent,
+        })
+    }
+
+    /// Stops the agent and dnsmasq: the DNS records of exchanges with this dnsmasq, all the
+    /// records, and the agent's stderr.
+    fn finish(self) -> (Vec<Value>, Vec<Value>, String) {
+        std::thread::sleep(Duration::from_millis(300));
+        let (records, stderr) = self.agent.stop();
+        drop(self.server);
+        let dns = records
+            .iter()
+            .filter(|r| r["protocol"] == "dns" && r["server"]["port"] == self.port)
+            .cloned()
+            .collect();
+        (dns, records, stderr)
+    }
+}
+
 /// glibc's resolver sends its A and AAAA queries with one sendmmsg (and other clients read
 /// with recvmmsg): both queries go out in one call, the answers come back through recvmmsg,
 /// and the agent, capturing this process, must see two exchanges, one per message.
 #[test]
 fn root_live_dns_client_side_of_sendmmsg_and_recvmmsg() {
     use std::os::fd::AsRawFd;
-    if !root_tests_enabled() {
+    let Some(live) = SelfObserved::start() else {
         return;
-    }
-    let _g = LIVE.lock().unwrap_or_else(|e| e.into_inner());
-    let port = free_port();
-    let server = dnsmasq(port);
-    wait_udp(port);
-    let agent = Agent::start(&["--pid".to_string(), std::process::id().to_string()]);
+    };
+    let port = live.port;
     let sock = std::net::UdpSocket::bind("127.0.0.1:0").expect("binding a UDP socket");
     sock.set_read_timeout(Some(Duration::from_secs(5)))
         .expect("read timeout");
@@ -250,15 +289,8 @@ fn root_live_dns_client_side_of_sendmmsg_and_recvmmsg() {
     let rcode = |a: &[u8]| a[3] & 0x0f;
     let count = |a: &[u8]| u16::from_be_bytes([a[6], a[7]]);
     assert!(answers.iter().all(|a| rcode(a) == 0 && count(a) == 1));
-    std::thread::sleep(Duration::from_millis(300));
-    let (records, stderr) = agent.stop();
-    drop(server);
-    let dns: Vec<&Value> = records
-        .iter()
-        .filter(|r| r["protocol"] == "dns" && r["server"]["port"] == port)
-        .collect();
-    let mut seen: Vec<(String, String, String, u64)> =
-        summary(&dns.iter().map(|r| (*r).clone()).collect::<Vec<_>>());
+    let (dns, records, stderr) = live.finish();
+    let mut seen: Vec<(String, String, String, u64)> = summary(&dns);
     seen.sort();
     assert_eq!(
         seen,
@@ -281,14 +313,10 @@ fn root_live_dns_client_side_of_sendmmsg_and_recvmmsg() {
 #[test]
 fn root_live_dns_unbound_udp_client_carries_its_port() {
     use std::os::fd::{FromRawFd, OwnedFd};
-    if !root_tests_enabled() {
+    let Some(live) = SelfObserved::start() else {
         return;
-    }
-    let _g = LIVE.lock().unwrap_or_else(|e| e.into_inner());
-    let port = free_port();
-    let server = dnsmasq(port);
-    wait_udp(port);
-    let agent = Agent::start(&["--pid".to_string(), std::process::id().to_string()]);
+    };
+    let port = live.port;
     // SAFETY: socket() returns a new fd or -1; a new fd is owned by nothing else.
     let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0) };
     assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
@@ -312,13 +340,7 @@ fn root_live_dns_unbound_udp_client_carries_its_port() {
     }
     let local = sock.local_addr().expect("bound by the first send");
     assert_ne!(local.port(), 0);
-    std::thread::sleep(Duration::from_millis(300));
-    let (records, stderr) = agent.stop();
-    drop(server);
-    let dns: Vec<&Value> = records
-        .iter()
-        .filter(|r| r["protocol"] == "dns" && r["server"]["port"] == port)
-        .collect();
+    let (dns, records, stderr) = live.finish();
     assert_eq!(dns.len(), names.len(), "{records:?}\n{stderr}");
     for r in &dns {
         assert_eq!(r["role"], "client", "{r}");
