@@ -114,12 +114,8 @@ static __always_inline void conn_rules(struct wl_conn *c)
 		c->protocol = WL_PROTO_IGNORED;
 }
 
-/*
- * Reads the socket behind (current task, fd) with CO-RE and fills `c`. Works for sockets
- * opened before the agent started. Returns 0 for an IPv4/IPv6 socket, -1 otherwise (then
- * `c` is marked ignored).
- */
-/* The socket behind (current task, fd), or NULL when the fd is not a socket. */
+/* The socket behind (current task, fd) read with CO-RE, or NULL when the fd is not a
+ * socket. */
 static __always_inline struct sock *sock_of(__s32 fd)
 {
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
@@ -142,6 +138,11 @@ static __always_inline struct sock *sock_of(__s32 fd)
 	return BPF_CORE_READ(sock, sk);
 }
 
+/*
+ * Reads the socket behind (current task, fd) with CO-RE and fills `c`. Works for sockets
+ * opened before the agent started. Returns 0 for an IPv4/IPv6 socket, -1 otherwise (then
+ * `c` is marked ignored).
+ */
 static __always_inline int read_socket(__s32 fd, struct wl_conn *c)
 {
 	c->protocol = WL_PROTO_IGNORED;
