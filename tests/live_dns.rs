@@ -157,12 +157,13 @@ fn query(id: u16, name: &str, qtype: u16) -> Vec<u8> {
 }
 
 /// dnsmasq on a free port and the agent capturing this test process, for the tests that are
-/// their own DNS client. The guard keeps the live tests one at a time.
+/// their own DNS client. The guard keeps the live tests one at a time; it is the last field,
+/// so that on a failure the agent and dnsmasq are stopped before the next live test starts.
 struct SelfObserved {
-    _guard: std::sync::MutexGuard<'static, ()>,
-    port: u16,
-    server: Proc,
     agent: Agent,
+    server: Proc,
+    port: u16,
+    _guard: std::sync::MutexGuard<'static, ()>,
 }
 
 impl SelfObserved {
@@ -177,10 +178,10 @@ impl SelfObserved {
         wait_udp(port);
         let agent = Agent::start(&["--pid".to_string(), std::process::id().to_string()]);
         Some(SelfObserved {
-            _guard: guard,
-            port,
-            server,
             agent,
+            server,
+            port,
+            _guard: guard,
         })
     }
 
