@@ -26,10 +26,16 @@ const CGROUP_TTL: Duration = Duration::from_secs(5);
 const CGROUP_CACHE: usize = 65_536;
 
 struct K8s {
-    meta: Arc<Meta>,
-    cgroups: Mutex<lru::LruCache<u32, (Instant, CgroupIdentity)>>,
+    enricher: Enricher,
     /// Keeps the watches running for the life of the process.
     _source: MetaSource,
+}
+
+/// The metadata and what the agent remembers of it per process: answers who a pid is and
+/// what a peer address is, for records and filters.
+pub struct Enricher {
+    meta: Arc<Meta>,
+    cgroups: Mutex<lru::LruCache<u32, (Instant, CgroupIdentity)>>,
 }
 
 static K8S: OnceLock<K8s> = OnceLock::new();
@@ -124,10 +130,7 @@ pub async fn start(settings: &MetaSettings) -> anyhow::Result<()> {
         );
     }
     let k = K8s {
-        meta: source.meta(),
-        cgroups: Mutex::new(lru::LruCache::new(
-            NonZeroUsize::new(CGROUP_CACHE).unwrap_or(NonZeroUsize::MIN),
-        )),
+        enricher: Enricher::new(source.meta()),
         _source: source,
     };
     if K8S.set(k).is_err() {
@@ -149,7 +152,8 @@ pub struct KindRow {
 /// The source's figures; empty when it does not run.
 pub fn health_rows() -> Vec<KindRow> {
     K8S.get().map_or_else(Vec::new, |k| {
-        k.meta
+        k.enricher
+            .meta
             .health()
             .into_iter()
             .map(|h| KindRow {
@@ -212,37 +216,14 @@ pub fn render_health(rows: &[KindRow], out: &mut String) {
 
 /// Bumped when pods change: filters that use Kubernetes keys decide again.
 pub fn pod_generation() -> Option<u64> {
-    K8S.get().map(|k| k.meta.read().pod_generation())
+    K8S.get().map(|k| k.enricher.meta.read().pod_generation())
 }
 
 /// Forget what the cgroup of `pid` said (it exec'd: it may be another program now).
 pub fn forget_pid(pid: u32) {
     if let Some(k) = K8S.get() {
-        k.cgroups
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .pop(&pid);
+        k.enricher.forget_pid(pid);
     }
-}
-
-/// What the cgroup of `pid` says (cached).
-fn cgroup_of(k: &K8s, pid: u32) -> Option<CgroupIdentity> {
-    let now = Instant::now();
-    {
-        let mut c = k.cgroups.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((at, id)) = c.get(&pid) {
-            if now.duration_since(*at) < CGROUP_TTL {
-                return Some(id.clone());
-            }
-        }
-    }
-    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
-    let id = parse_proc_cgroup(&text).identity();
-    k.cgroups
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .put(pid, (now, id.clone()));
-    Some(id)
 }
 
 fn pod_of<'a>(store: &'a wirelens_k8s::meta::Store, id: &CgroupIdentity) -> Option<&'a PodMeta> {
@@ -271,39 +252,92 @@ fn fill(store: &wirelens_k8s::meta::Store, id: &CgroupIdentity, s: &mut Subject)
 /// container) for the filters.
 pub fn fill_subject(pid: u32, s: &mut Subject) {
     let Some(k) = K8S.get() else { return };
-    if let Some(id) = cgroup_of(k, pid) {
-        fill(&k.meta.read(), &id, s);
+    if let Some(id) = k.enricher.cgroup_of(pid) {
+        fill(&k.enricher.meta.read(), &id, s);
     }
 }
 
 /// The same for a whole cgroup, from its path.
 pub fn fill_subject_for_cgroup(path: &str, s: &mut Subject) {
     let Some(k) = K8S.get() else { return };
-    fill(&k.meta.read(), &identity_of_path(path), s);
+    fill(&k.enricher.meta.read(), &identity_of_path(path), s);
 }
 
 /// Adds the `k8s` object (who the observed process is) and `peer_k8s` (what the other end
 /// is) to records, where known.
 pub fn enrich(records: &mut [Record]) {
-    let Some(k) = K8S.get() else { return };
-    for r in records.iter_mut() {
-        let cg = r.process.as_ref().and_then(|p| cgroup_of(k, p.pid));
-        let store = k.meta.read();
-        if let Some(cg) = cg {
-            r.k8s = store
-                .identity(cg.container.as_ref(), cg.pod_uid.as_ref())
-                .map(|i| Box::new(K8sRecord::from(i)));
+    if let Some(k) = K8S.get() {
+        k.enricher.enrich(records);
+    }
+}
+
+impl Enricher {
+    pub fn new(meta: Arc<Meta>) -> Enricher {
+        Enricher {
+            meta,
+            cgroups: Mutex::new(lru::LruCache::new(
+                NonZeroUsize::new(CGROUP_CACHE).unwrap_or(NonZeroUsize::MIN),
+            )),
         }
-        let peer = match r.role {
-            Role::Server => &r.client.ip,
-            Role::Client => &r.server.ip,
-            _ => continue,
-        };
-        r.peer_k8s = peer
-            .parse::<IpAddr>()
-            .ok()
-            .and_then(|ip| store.peer(&ip))
-            .map(|p| Box::new(PeerRecord(p)));
+    }
+
+    /// Takes `id` as what the cgroup of `pid` says, as if `/proc/PID/cgroup` had just been
+    /// read (for benchmarks and tests, whose processes are in no pod).
+    pub fn remember_cgroup(&self, pid: u32, id: CgroupIdentity) {
+        self.cgroups
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .put(pid, (Instant::now(), id));
+    }
+
+    fn forget_pid(&self, pid: u32) {
+        self.cgroups
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop(&pid);
+    }
+
+    /// What the cgroup of `pid` says (cached).
+    fn cgroup_of(&self, pid: u32) -> Option<CgroupIdentity> {
+        let now = Instant::now();
+        {
+            let mut c = self.cgroups.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((at, id)) = c.get(&pid) {
+                if now.duration_since(*at) < CGROUP_TTL {
+                    return Some(id.clone());
+                }
+            }
+        }
+        let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+        let id = parse_proc_cgroup(&text).identity();
+        self.cgroups
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .put(pid, (now, id.clone()));
+        Some(id)
+    }
+
+    /// Adds the `k8s` and `peer_k8s` objects to records, where known.
+    pub fn enrich(&self, records: &mut [Record]) {
+        for r in records.iter_mut() {
+            let cg = r.process.as_ref().and_then(|p| self.cgroup_of(p.pid));
+            let store = self.meta.read();
+            if let Some(cg) = cg {
+                r.k8s = store
+                    .identity(cg.container.as_ref(), cg.pod_uid.as_ref())
+                    .map(|i| Box::new(K8sRecord::from(i)));
+            }
+            let peer = match r.role {
+                Role::Server => &r.client.ip,
+                Role::Client => &r.server.ip,
+                _ => continue,
+            };
+            r.peer_k8s = peer
+                .parse::<IpAddr>()
+                .ok()
+                .and_then(|ip| store.peer(&ip))
+                .map(|p| Box::new(PeerRecord(p)));
+        }
     }
 }
 
