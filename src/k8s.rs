@@ -24,6 +24,8 @@ use crate::output::Record;
 const CGROUP_TTL: Duration = Duration::from_secs(5);
 /// Pids whose cgroup is remembered.
 const CGROUP_CACHE: usize = 65_536;
+/// Peer addresses whose answer is remembered.
+const PEER_CACHE: usize = 65_536;
 
 struct K8s {
     enricher: Enricher,
@@ -33,9 +35,93 @@ struct K8s {
 
 /// The metadata and what the agent remembers of it per process: answers who a pid is and
 /// what a peer address is, for records and filters.
+///
+/// Working an identity out of the store takes a dozen string copies and is the same for
+/// every record of a process, so each pid keeps its `k8s` object, and each peer address its
+/// `peer_k8s`, shared by the records, until the store changes ([`Store::generation`]).
+///
+/// [`Store::generation`]: wirelens_k8s::meta::Store::generation
 pub struct Enricher {
     meta: Arc<Meta>,
-    cgroups: Mutex<lru::LruCache<u32, (Instant, CgroupIdentity)>>,
+    cache: Mutex<Cache>,
+}
+
+/// The `k8s` object as records hold it.
+pub type SharedK8s = Arc<Shared<K8sRecord>>;
+/// The `peer_k8s` object as records hold it.
+pub type SharedPeer = Arc<Shared<PeerRecord>>;
+
+struct Cache {
+    pids: lru::LruCache<u32, PidEntry>,
+    peers: lru::LruCache<IpAddr, (u64, Option<SharedPeer>)>,
+}
+
+struct PidEntry {
+    /// When `/proc/PID/cgroup` was read (trusted for [`CGROUP_TTL`]).
+    read_at: Instant,
+    cgroup: CgroupIdentity,
+    /// The record object and the store generation it was worked out at.
+    who: Option<(u64, Option<SharedK8s>)>,
+}
+
+impl Cache {
+    /// The entry of `pid`, its cgroup read again when not known or too old; `None` when it
+    /// cannot be read (the process is gone).
+    fn entry(&mut self, pid: u32, now: Instant) -> Option<&mut PidEntry> {
+        let fresh = self
+            .pids
+            .peek(&pid)
+            .is_some_and(|e| now.saturating_duration_since(e.read_at) < CGROUP_TTL);
+        if !fresh {
+            let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+            self.pids.put(
+                pid,
+                PidEntry {
+                    read_at: now,
+                    cgroup: parse_proc_cgroup(&text).identity(),
+                    who: None,
+                },
+            );
+        }
+        self.pids.get_mut(&pid)
+    }
+
+    /// The `k8s` object of `pid`'s records.
+    fn who(
+        &mut self,
+        pid: u32,
+        now: Instant,
+        store: &wirelens_k8s::meta::Store,
+    ) -> Option<SharedK8s> {
+        let generation = store.generation();
+        let e = self.entry(pid, now)?;
+        if let Some((g, who)) = &e.who {
+            if *g == generation {
+                return who.clone();
+            }
+        }
+        let who = store
+            .identity(e.cgroup.container.as_ref(), e.cgroup.pod_uid.as_ref())
+            .map(|i| Arc::new(Shared::new(K8sRecord::from(i))));
+        e.who = Some((generation, who.clone()));
+        who
+    }
+
+    /// The `peer_k8s` object of records whose other end is `ip`.
+    fn peer(&mut self, ip: &str, store: &wirelens_k8s::meta::Store) -> Option<SharedPeer> {
+        let ip = ip.parse::<IpAddr>().ok()?;
+        let generation = store.generation();
+        if let Some((g, peer)) = self.peers.get(&ip) {
+            if *g == generation {
+                return peer.clone();
+            }
+        }
+        let peer = store
+            .peer(&ip)
+            .map(|p| Arc::new(Shared::new(PeerRecord(p))));
+        self.peers.put(ip, (generation, peer.clone()));
+        peer
+    }
 }
 
 static K8S: OnceLock<K8s> = OnceLock::new();
@@ -273,71 +359,98 @@ pub fn enrich(records: &mut [Record]) {
 
 impl Enricher {
     pub fn new(meta: Arc<Meta>) -> Enricher {
+        let size = |n| NonZeroUsize::new(n).unwrap_or(NonZeroUsize::MIN);
         Enricher {
             meta,
-            cgroups: Mutex::new(lru::LruCache::new(
-                NonZeroUsize::new(CGROUP_CACHE).unwrap_or(NonZeroUsize::MIN),
-            )),
+            cache: Mutex::new(Cache {
+                pids: lru::LruCache::sparse(size(CGROUP_CACHE)),
+                peers: lru::LruCache::sparse(size(PEER_CACHE)),
+            }),
         }
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, Cache> {
+        self.cache.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Takes `id` as what the cgroup of `pid` says, as if `/proc/PID/cgroup` had just been
     /// read (for benchmarks and tests, whose processes are in no pod).
     pub fn remember_cgroup(&self, pid: u32, id: CgroupIdentity) {
-        self.cgroups
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .put(pid, (Instant::now(), id));
+        self.cache().pids.put(
+            pid,
+            PidEntry {
+                read_at: Instant::now(),
+                cgroup: id,
+                who: None,
+            },
+        );
     }
 
     fn forget_pid(&self, pid: u32) {
-        self.cgroups
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .pop(&pid);
+        self.cache().pids.pop(&pid);
     }
 
     /// What the cgroup of `pid` says (cached).
     fn cgroup_of(&self, pid: u32) -> Option<CgroupIdentity> {
-        let now = Instant::now();
-        {
-            let mut c = self.cgroups.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some((at, id)) = c.get(&pid) {
-                if now.duration_since(*at) < CGROUP_TTL {
-                    return Some(id.clone());
-                }
-            }
-        }
-        let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
-        let id = parse_proc_cgroup(&text).identity();
-        self.cgroups
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .put(pid, (now, id.clone()));
-        Some(id)
+        Some(self.cache().entry(pid, Instant::now())?.cgroup.clone())
     }
 
     /// Adds the `k8s` and `peer_k8s` objects to records, where known.
+    ///
+    /// The store is read, and the cache held, for the whole batch; a pid not seen for
+    /// [`CGROUP_TTL`] has its `/proc/PID/cgroup` read meanwhile.
     pub fn enrich(&self, records: &mut [Record]) {
+        if records.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let store = self.meta.read();
+        let mut cache = self.cache();
         for r in records.iter_mut() {
-            let cg = r.process.as_ref().and_then(|p| self.cgroup_of(p.pid));
-            let store = self.meta.read();
-            if let Some(cg) = cg {
-                r.k8s = store
-                    .identity(cg.container.as_ref(), cg.pod_uid.as_ref())
-                    .map(|i| Box::new(K8sRecord::from(i)));
+            if let Some(p) = &r.process {
+                r.k8s = cache.who(p.pid, now, &store);
             }
             let peer = match r.role {
                 Role::Server => &r.client.ip,
                 Role::Client => &r.server.ip,
                 _ => continue,
             };
-            r.peer_k8s = peer
-                .parse::<IpAddr>()
-                .ok()
-                .and_then(|ip| store.peer(&ip))
-                .map(|p| Box::new(PeerRecord(p)));
+            r.peer_k8s = cache.peer(peer, &store);
         }
+    }
+}
+
+/// A record object shared by every record of a process (or of a peer), with its JSON
+/// written once: the writer copies it instead of serializing a dozen strings per record.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Shared<T> {
+    value: T,
+    /// Empty when serializing failed; the writer then serializes `value` itself.
+    json: Box<str>,
+}
+
+impl<T: Serialize> Shared<T> {
+    pub fn new(value: T) -> Shared<T> {
+        let json = serde_json::to_string(&value).unwrap_or_default().into();
+        Shared { value, json }
+    }
+
+    /// The JSON of the value, when it could be written.
+    pub fn json(&self) -> Option<&str> {
+        Some(&*self.json).filter(|j| !j.is_empty())
+    }
+}
+
+impl<T> std::ops::Deref for Shared<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.value
+    }
+}
+
+impl<T: Serialize> Serialize for Shared<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.value.serialize(s)
     }
 }
 
@@ -382,6 +495,107 @@ mod tests {
                                "container": "app", "workload": "web",
                                "workload_kind": "Deployment", "service": "web", "node": "n1"})
         );
+    }
+
+    /// A pod named `name` at `ip`, running container `id`, `app.kubernetes.io/name: service`.
+    fn pod(name: &str, ip: &str, id: &str, service: &str) -> wirelens_k8s::meta::Object {
+        wirelens_k8s::meta::Object::Pod(PodMeta {
+            namespace: "shop".into(),
+            name: name.into(),
+            uid: format!("uid-{name}"),
+            labels: [(
+                wirelens_k8s::identity::NAME_LABEL.to_string(),
+                service.to_string(),
+            )]
+            .into(),
+            node_name: Some("n1".into()),
+            pod_ips: vec![ip.parse().expect("literal")],
+            containers: vec![ContainerStatus::new(
+                "app",
+                ContainerKind::Regular,
+                Some(&format!("containerd://{id}")),
+            )],
+            ..PodMeta::default()
+        })
+    }
+
+    /// What pid 7 served to 10.0.0.2.
+    fn served() -> Record {
+        use wirelens_protocols::http::{HttpRequest, HttpResponse};
+        use wirelens_protocols::{Exchange, Outcome, Request, Response};
+        let ex = Exchange {
+            req_ts_ns: 1,
+            resp_ts_ns: Some(2),
+            request: Request::Http(HttpRequest {
+                method: "GET".into(),
+                route: None,
+                path: "/".into(),
+                host: None,
+            }),
+            response: Some(Response::Http(HttpResponse {
+                status: 200,
+                body_bytes: 0,
+            })),
+            outcome: Outcome::Complete,
+            truncated: false,
+            trace: None,
+        };
+        let process = Some(crate::output::ProcessRecord {
+            pid: 7,
+            comm: "web".into(),
+        });
+        let client = "10.0.0.2:40000".parse().expect("literal");
+        let server = "10.0.0.1:80".parse().expect("literal");
+        Record::new(ex, Role::Server, client, server, process)
+    }
+
+    #[test]
+    fn records_share_their_objects_until_the_store_changes() {
+        let meta = Arc::new(Meta::new(&MetaSettings::for_node("n1")));
+        let (a, b) = ("ab".repeat(32), "cd".repeat(32));
+        let now = Instant::now();
+        meta.write().apply(pod("a", "10.0.0.1", &a, "alpha"), now);
+        meta.write().apply(pod("b", "10.0.0.2", &b, "beta"), now);
+        let e = Enricher::new(meta.clone());
+        e.remember_cgroup(
+            7,
+            CgroupIdentity {
+                container: ContainerId::new(Runtime::Containerd, &a),
+                ..CgroupIdentity::default()
+            },
+        );
+        let mut rs = vec![served(), served()];
+        e.enrich(&mut rs);
+        let (who, peer) = (rs[0].k8s.clone(), rs[0].peer_k8s.clone());
+        assert_eq!(who.as_ref().map(|k| k.service.as_str()), Some("alpha"));
+        assert_eq!(peer.as_ref().and_then(|p| p.0.pod.as_deref()), Some("b"));
+        assert_eq!(
+            peer.as_ref().and_then(|p| p.0.workload.as_deref()),
+            Some("beta")
+        );
+        // Worked out once: the second record holds the same objects.
+        fn same<T>(x: &Option<Arc<T>>, y: &Option<Arc<T>>) -> bool {
+            matches!((x, y), (Some(x), Some(y)) if Arc::ptr_eq(x, y))
+        }
+        assert!(same(&rs[1].k8s, &who) && same(&rs[1].peer_k8s, &peer));
+        // The pod is relabeled and the peer's pod moves to another address: the next
+        // records say so.
+        meta.write()
+            .apply(pod("a", "10.0.0.1", &a, "alpha-v2"), now);
+        meta.write().apply(pod("b", "10.0.0.3", &b, "beta"), now);
+        let mut rs = vec![served()];
+        e.enrich(&mut rs);
+        assert_eq!(
+            rs[0].k8s.as_ref().map(|k| k.service.as_str()),
+            Some("alpha-v2")
+        );
+        assert!(rs[0].peer_k8s.is_none());
+        // Unchanged store, and the process exec'd into a cgroup of no pod.
+        e.forget_pid(7);
+        e.remember_cgroup(7, CgroupIdentity::default());
+        let mut rs = vec![served()];
+        e.enrich(&mut rs);
+        assert!(rs[0].k8s.is_none(), "a process in no pod has no k8s object");
     }
 
     #[test]

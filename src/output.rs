@@ -21,10 +21,10 @@ pub struct Record {
     pub process: Option<ProcessRecord>,
     /// The observed process's pod, when it runs in one (crate::k8s).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub k8s: Option<Box<crate::k8s::K8sRecord>>,
+    pub k8s: Option<crate::k8s::SharedK8s>,
     /// What the other end is in the cluster, when its address is a known pod or Service.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub peer_k8s: Option<Box<crate::k8s::PeerRecord>>,
+    pub peer_k8s: Option<crate::k8s::SharedPeer>,
     pub request: Request,
     pub response: Option<Response>,
     pub status: Status,

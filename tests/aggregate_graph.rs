@@ -191,13 +191,13 @@ fn edges_share_the_service_budget_and_expire() {
 /// `peer_k8s` of a record: the far end's address is a known pod or Service.
 fn peer(r: Record, workload: Option<&str>, service: Option<&str>, pod: Option<&str>) -> Record {
     let mut r = r;
-    r.peer_k8s = Some(Box::new(wirelens::k8s::PeerRecord(
-        wirelens_k8s::meta::Peer {
+    r.peer_k8s = Some(std::sync::Arc::new(wirelens::k8s::Shared::new(
+        wirelens::k8s::PeerRecord(wirelens_k8s::meta::Peer {
             namespace: "shop".into(),
             pod: pod.map(String::from),
             service: service.map(String::from),
             workload: workload.map(String::from),
-        },
+        }),
     )));
     r
 }

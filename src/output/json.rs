@@ -44,11 +44,11 @@ pub(super) fn write_record(out: &mut Vec<u8>, r: &Record) -> io::Result<()> {
     }
     if let Some(k) = &r.k8s {
         out.extend_from_slice(b",\"k8s\":");
-        serde(out, k)?;
+        shared(out, k)?;
     }
     if let Some(p) = &r.peer_k8s {
         out.extend_from_slice(b",\"peer_k8s\":");
-        serde(out, p)?;
+        shared(out, p)?;
     }
     out.extend_from_slice(b",\"request\":");
     request(out, &r.request)?;
@@ -147,6 +147,17 @@ fn endpoint(out: &mut Vec<u8>, e: &Endpoint) -> io::Result<()> {
 
 fn serde<T: Serialize + ?Sized>(out: &mut Vec<u8>, v: &T) -> io::Result<()> {
     serde_json::to_writer(&mut *out, v).map_err(io::Error::other)
+}
+
+/// An object shared by many records: its JSON was written once, when it was made.
+fn shared<T: Serialize>(out: &mut Vec<u8>, v: &crate::k8s::Shared<T>) -> io::Result<()> {
+    match v.json() {
+        Some(j) => {
+            out.extend_from_slice(j.as_bytes());
+            Ok(())
+        }
+        None => serde(out, v),
+    }
 }
 
 /// A JSON string: copied as it is when no byte needs an escape (the usual case), else
@@ -321,7 +332,7 @@ mod tests {
             pid: u32::MAX,
             comm: "tab\there".into(),
         });
-        full.k8s = Some(Box::new(K8sRecord {
+        full.k8s = Some(std::sync::Arc::new(crate::k8s::Shared::new(K8sRecord {
             namespace: "ns".into(),
             pod: "p-1".into(),
             pod_uid: "uid".into(),
@@ -330,7 +341,15 @@ mod tests {
             workload_kind: None,
             service: "svc".into(),
             node: Some("n".into()),
-        }));
+        })));
+        full.peer_k8s = Some(std::sync::Arc::new(crate::k8s::Shared::new(
+            crate::k8s::PeerRecord(wirelens_k8s::meta::Peer {
+                namespace: "ns".into(),
+                pod: Some("q\"-1".into()),
+                service: None,
+                workload: Some("w".into()),
+            }),
+        )));
         full.trace = Some(TraceContext {
             trace_id: "0af7651916cd43dd8448eb211c80319c".into(),
             span_id: "b7ad6b7169203331".into(),

@@ -163,6 +163,9 @@ pub struct Store {
     endpoint_by_ip: HashMap<IpAddr, Key>,
     /// Bumped whenever a pod is added, changed or purged: filters decide again.
     pod_generation: u64,
+    /// Bumped whenever any object is added, changed or purged: identities and peers may
+    /// answer differently.
+    generation: u64,
 }
 
 impl Store {
@@ -181,6 +184,7 @@ impl Store {
             service_by_ip: HashMap::new(),
             endpoint_by_ip: HashMap::new(),
             pod_generation: 0,
+            generation: 0,
         }
     }
 
@@ -215,6 +219,7 @@ impl Store {
         if kind == ObjKind::Pod {
             self.pod_generation += 1;
         }
+        self.generation += 1;
         true
     }
 
@@ -265,6 +270,7 @@ impl Store {
                     if kind == ObjKind::Pod {
                         self.pod_generation += 1;
                     }
+                    self.generation += 1;
                 }
             }
         }
@@ -425,6 +431,13 @@ impl Store {
         self.pod_generation
     }
 
+    /// Bumped whenever any object is added, changed or purged, so whatever was worked out
+    /// from the store ([`Store::identity`], [`Store::peer`]) can be kept until it moves.
+    /// (A deletion changes no answer until its grace period ends and it is purged.)
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
     pub fn stats(&self, kind: ObjKind) -> KindStats {
         let Some(t) = self.tables.get(&kind) else {
             return KindStats::default();
@@ -517,5 +530,32 @@ mod tests {
         s.apply(pod("new", "2", "10.0.0.1"), t + grace);
         s.purge(t + grace * 3);
         assert_eq!(s.stats(ObjKind::Pod).objects, 1);
+    }
+
+    #[test]
+    fn the_generation_moves_when_an_answer_can() {
+        let t = Instant::now();
+        let grace = Duration::from_secs(5);
+        let mut s = Store::new(grace, 1);
+        let g0 = s.generation();
+        s.apply(pod("a", "1", "10.0.0.1"), t);
+        let g1 = s.generation();
+        assert!(g1 > g0, "a pod added");
+        assert!(!s.apply(pod("b", "2", "10.0.0.2"), t));
+        assert_eq!(s.generation(), g1, "a refused object changes nothing");
+        s.apply(
+            Object::Service {
+                namespace: "ns".into(),
+                name: "web".into(),
+                cluster_ips: vec!["10.96.0.1".parse().unwrap()],
+            },
+            t,
+        );
+        let g2 = s.generation();
+        assert!(g2 > g1, "a Service added (peers may change)");
+        s.delete(ObjKind::Pod, &("ns".into(), "a".into()), t);
+        assert_eq!(s.generation(), g2, "a deleted pod still serves");
+        s.purge(t + grace);
+        assert!(s.generation() > g2, "purged");
     }
 }
