@@ -5,6 +5,10 @@
 //!   does before the export call;
 //! - `offer`: the pipeline's side: the sampling decision and a record cloned into the queue
 //!   (the queue is drained by a task that drops what it gets, so the queue never fills);
+//! - `by_resource`: a batch of 512 records, each the HTTP server's of `span_of`, turned into
+//!   spans and grouped by resource as the span worker does before its export calls: `plain`,
+//!   10 services of a host; `k8s`, the same from 10 Deployments of 4 pods each (every record
+//!   with its pod's `k8s` object, each pod's resource apart);
 //! - `snapshot_1000_series`: one period's metrics request built from an aggregator holding
 //!   1,000 series of 10 services, and encoded to protobuf (the encoding is the transport's
 //!   job, counted here to show the whole cost of a period).
@@ -19,6 +23,7 @@ use opentelemetry::InstrumentationScope;
 use prost::Message;
 use wirelens::aggregate::{AggregationSettings, Aggregator};
 use wirelens::export::otlp::{metrics, spans};
+use wirelens::k8s::{K8sRecord, Shared};
 use wirelens::output::{ProcessRecord, Record};
 use wirelens_protocols::{dns, http, pgsql, redis};
 use wirelens_protocols::{Exchange, Outcome, Request, Response, Role, TraceContext};
@@ -131,8 +136,61 @@ fn bench(c: &mut Criterion) {
         })
     });
 
+    let batch = |pods: bool| -> Vec<Record> {
+        (0..512)
+            .map(|i| {
+                let mut r = recs[0].clone();
+                let (svc, pod) = (i % 10, i / 10 % 4);
+                if let Some(p) = r.process.as_mut() {
+                    p.comm = format!("svc{svc}").into();
+                }
+                if pods {
+                    r.k8s = Some(std::sync::Arc::new(Shared::new(K8sRecord {
+                        namespace: "shop".into(),
+                        pod: format!("svc{svc}-5d8f7c9b6a-x{pod}"),
+                        pod_uid: format!("uid-{svc}-{pod}"),
+                        container: Some("app".into()),
+                        workload: Some(format!("svc{svc}")),
+                        workload_kind: Some("Deployment".into()),
+                        service: format!("svc{svc}"),
+                        node: Some("node-1".into()),
+                    })));
+                }
+                r
+            })
+            .collect()
+    };
+    // The records of one pod share its object, as the enricher makes them.
+    let shared_pods = |mut rs: Vec<Record>| {
+        let firsts: Vec<Record> = rs[..40].to_vec();
+        for (i, r) in rs.iter_mut().enumerate() {
+            r.k8s = firsts[i % 40].k8s.clone();
+        }
+        rs
+    };
+    for (name, rs) in [
+        ("by_resource/plain", batch(false)),
+        ("by_resource/k8s", shared_pods(batch(true))),
+    ] {
+        let items: Vec<spans::SpanItem> = rs
+            .into_iter()
+            .map(|r| (r, spans::new_trace_id(), None))
+            .collect();
+        let groups = spans::by_resource(items.clone().into_iter(), &scope).len();
+        assert_eq!(groups, if name.ends_with("k8s") { 40 } else { 10 });
+        g.throughput(Throughput::Elements(items.len() as u64));
+        g.bench_function(name, |b| {
+            b.iter_batched(
+                || items.clone(),
+                |items| black_box(spans::by_resource(items.into_iter(), &scope)),
+                criterion::BatchSize::LargeInput,
+            )
+        });
+    }
+
     let rt = tokio::runtime::Runtime::new().unwrap();
     let _ctx = rt.enter();
+    g.throughput(Throughput::Elements(recs.len() as u64));
     g.bench_function("offer", |b| {
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Record>(4096);
         rt.spawn(async move { while rx.recv().await.is_some() {} });

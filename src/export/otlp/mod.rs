@@ -40,7 +40,6 @@ use tokio::sync::mpsc;
 
 pub use config::{OtlpConfig, OtlpSettings, Protocol};
 
-use crate::aggregate::key::service_of;
 use crate::aggregate::Aggregator;
 use crate::output::Record;
 
@@ -377,11 +376,7 @@ impl Otlp {
     }
 }
 
-type SpanItem = (
-    Record,
-    opentelemetry::trace::TraceId,
-    Option<opentelemetry::trace::SpanId>,
-);
+use spans::SpanItem;
 
 /// Logs a failure once per outage, and the recovery.
 #[derive(Default)]
@@ -418,22 +413,7 @@ async fn span_worker(
     let mut buf = Vec::with_capacity(batch_size);
     while rx.recv_many(&mut buf, batch_size).await > 0 {
         c.spans_in_flight.fetch_add(buf.len() as u64, Relaxed);
-        // One resource per observed service, and per pod when the service runs in pods.
-        type ResourceKey = (String, Vec<(&'static str, String)>);
-        let mut by_service: BTreeMap<ResourceKey, Vec<_>> = BTreeMap::new();
-        for (r, trace, parent) in buf.drain(..) {
-            let span = spans::span_of(&r, trace, parent, &scope);
-            let pod = r
-                .k8s
-                .as_ref()
-                .map(|k| k.resource_attributes())
-                .unwrap_or_default();
-            by_service
-                .entry((service_of(&r).to_string(), pod))
-                .or_default()
-                .push(span);
-        }
-        for ((service, pod), batch) in by_service {
+        for (service, pod, batch) in spans::by_resource(buf.drain(..), &scope) {
             let n = batch.len() as u64;
             exporter.set_resource(&resources.sdk(&service, &pod));
             match exporter.export(batch).await {

@@ -60,6 +60,65 @@ fn time(ns: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_nanos(ns)
 }
 
+/// A record waiting to be exported, with its trace and parent span.
+pub type SpanItem = (Record, TraceId, Option<SpanId>);
+
+/// One resource's share of a batch: the service, the pod's `k8s.*` attributes, the spans.
+pub type ResourceGroup = (String, Vec<(&'static str, String)>, Vec<SpanData>);
+
+/// The spans of a batch, grouped by resource: one per observed service, and per pod when the
+/// service runs in pods. Each group: the service, the pod's `k8s.*` resource attributes
+/// (empty outside pods), the spans; in that order of service and attributes.
+///
+/// Records of a pod share its `k8s` object (crate::k8s): they are grouped by that object, and
+/// its attributes are written once per group, not per record.
+pub fn by_resource(
+    items: impl Iterator<Item = SpanItem>,
+    scope: &InstrumentationScope,
+) -> Vec<ResourceGroup> {
+    let mut hosts: std::collections::BTreeMap<String, Vec<SpanData>> = Default::default();
+    let mut pods: std::collections::HashMap<*const (), (crate::k8s::SharedK8s, Vec<SpanData>)> =
+        Default::default();
+    for (r, trace, parent) in items {
+        let span = span_of(&r, trace, parent, scope);
+        match &r.k8s {
+            Some(k) => {
+                pods.entry(std::sync::Arc::as_ptr(k).cast())
+                    .or_insert_with(|| (k.clone(), Vec::new()))
+                    .1
+                    .push(span);
+            }
+            None => {
+                let service = crate::aggregate::key::service_of(&r);
+                match hosts.get_mut(service) {
+                    Some(spans) => spans.push(span),
+                    None => {
+                        hosts.insert(service.to_string(), vec![span]);
+                    }
+                }
+            }
+        }
+    }
+    let mut out: Vec<_> = hosts
+        .into_iter()
+        .map(|(service, spans)| (service, Vec::new(), spans))
+        .chain(
+            pods.into_values()
+                .map(|(k, spans)| (k.service.clone(), k.resource_attributes(), spans)),
+        )
+        .collect();
+    out.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+    // Two objects of one pod (the metadata changed during the batch) are one resource.
+    out.dedup_by(|later, first| {
+        let same = (&later.0, &later.1) == (&first.0, &first.1);
+        if same {
+            first.2.append(&mut later.2);
+        }
+        same
+    });
+    out
+}
+
 /// The span of one record, in trace `trace`, child of `parent` when there is one.
 pub fn span_of(
     r: &Record,
@@ -249,6 +308,85 @@ mod tests {
         let high = TraceId::from_hex("0000000000000000fffffffffffffffe").unwrap();
         assert!(sampled(low, 0.5) && !sampled(high, 0.5));
         assert!(sampled(high, 1.0) && !sampled(low, 0.0));
+    }
+
+    fn served_by(comm: &str, pod: Option<&crate::k8s::SharedK8s>) -> SpanItem {
+        use wirelens_protocols::http::{HttpRequest, HttpResponse};
+        use wirelens_protocols::{Exchange, Outcome};
+        let ex = Exchange {
+            req_ts_ns: 1,
+            resp_ts_ns: Some(2),
+            request: Request::Http(HttpRequest {
+                method: "GET".into(),
+                route: None,
+                path: "/".into(),
+                host: None,
+            }),
+            response: Some(Response::Http(HttpResponse {
+                status: 200,
+                body_bytes: 0,
+            })),
+            outcome: Outcome::Complete,
+            truncated: false,
+            trace: None,
+        };
+        let process = Some(crate::output::ProcessRecord {
+            pid: 7,
+            comm: comm.into(),
+        });
+        let a = "10.0.0.2:40000".parse().expect("literal");
+        let b = "10.0.0.1:80".parse().expect("literal");
+        let mut r = Record::new(ex, Role::Server, a, b, process);
+        r.k8s = pod.cloned();
+        (r, new_trace_id(), None)
+    }
+
+    #[test]
+    fn spans_are_grouped_by_service_and_pod() {
+        use crate::k8s::{K8sRecord, Shared};
+        use std::sync::Arc;
+        let pod = |name: &str| {
+            Arc::new(Shared::new(K8sRecord {
+                namespace: "shop".into(),
+                pod: name.into(),
+                pod_uid: format!("uid-{name}"),
+                container: None,
+                workload: None,
+                workload_kind: None,
+                service: "web".into(),
+                node: None,
+            }))
+        };
+        // p1 twice over: the same pod's object made again after a metadata change.
+        let (p1, p1_again, p2) = (pod("web-1"), pod("web-1"), pod("web-2"));
+        let items = vec![
+            served_by("b", None),
+            served_by("nginx", Some(&p1)),
+            served_by("a", None),
+            served_by("nginx", Some(&p2)),
+            served_by("nginx", Some(&p1_again)),
+            served_by("a", None),
+            served_by("nginx", Some(&p1)),
+        ];
+        let scope = InstrumentationScope::builder("t").build();
+        let got: Vec<(String, Option<String>, usize)> = by_resource(items.into_iter(), &scope)
+            .into_iter()
+            .map(|(service, attrs, spans)| {
+                let pod = attrs
+                    .iter()
+                    .find(|(k, _)| *k == "k8s.pod.name")
+                    .map(|(_, v)| v.clone());
+                (service, pod, spans.len())
+            })
+            .collect();
+        let want = [
+            ("a", None, 2),
+            ("b", None, 1),
+            ("web", Some("web-1"), 3),
+            ("web", Some("web-2"), 1),
+        ]
+        .map(|(s, p, n)| (s.to_string(), p.map(String::from), n));
+        assert_eq!(got, want);
     }
 
     #[test]
