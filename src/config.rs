@@ -278,6 +278,24 @@ impl Config {
 mod tests {
     use super::*;
 
+    /// The DaemonSet's configuration (deploy/kubernetes/wirelens.yaml, the ConfigMap's file)
+    /// is one the agent accepts, and keeps records out of the container log.
+    #[test]
+    fn the_daemonsets_config_is_accepted() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/kubernetes/wirelens.yaml");
+        let c = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        let env = |name: &str| match name {
+            "OTEL_EXPORTER_OTLP_ENDPOINT" => {
+                Some("http://otel-collector.observability:4317".into())
+            }
+            "OTEL_EXPORTER_OTLP_PROTOCOL" => Some("grpc".into()),
+            _ => None,
+        };
+        let s = c.build_with_env(&env).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s.format, Format::None);
+        assert!(s.otlp.is_some(), "spans and metrics go to the collector");
+    }
+
     #[test]
     fn empty_is_default() {
         assert_eq!(Config::parse("").unwrap(), Config::default());
