@@ -278,7 +278,7 @@ async fn serve_metrics(ep: &MetricsEndpoint, metrics: &Arc<Metrics>) -> anyhow::
     }
 }
 
-/// Counts each record in the aggregate, then writes it.
+/// Counts each record in the aggregate, then writes it and hands it to the OTLP export.
 fn write_all(
     writer: &mut RecordWriter,
     records: &mut Vec<Record>,
@@ -286,11 +286,6 @@ fn write_all(
     otlp: Option<&Otlp>,
 ) -> anyhow::Result<()> {
     crate::k8s::enrich(records);
-    if let Some(o) = otlp {
-        for r in records.iter() {
-            o.offer(r);
-        }
-    }
     if !records.is_empty() {
         let mut agg = metrics.aggregator();
         let now = std::time::Instant::now();
@@ -300,6 +295,9 @@ fn write_all(
     }
     for r in records.drain(..) {
         writer.write(&r).context("writing a record")?;
+        if let Some(o) = otlp {
+            o.offer(r);
+        }
     }
     writer.flush().context("flushing the output")?;
     Ok(())

@@ -61,8 +61,8 @@ fn exports_spans(wire: Wire) {
     rt.block_on(async {
         let mut o = Otlp::start(&settings(&receiver, 64)).expect("exporter");
         for r in records() {
-            o.offer(&r);
             agg.observe(&r);
+            o.offer(r);
         }
         o.period(&agg);
         let last = o.last_period(&agg);
@@ -278,8 +278,8 @@ fn collector_down_then_back(wire: Wire) {
     let start = Instant::now();
     for i in 0..1000 {
         let r = http_server("web", "GET", &format!("/x/{i}"), 200, MS);
-        o.offer(&r);
         agg.observe(&r);
+        o.offer(r);
     }
     assert!(
         start.elapsed() < Duration::from_secs(2),
@@ -318,7 +318,7 @@ fn collector_down_then_back(wire: Wire) {
         std::thread::sleep(Duration::from_millis(100));
     }
     for _ in 0..5 {
-        o.offer(&http_server("web", "GET", "/back", 200, MS));
+        o.offer(http_server("web", "GET", "/back", 200, MS));
     }
     agg.observe(&http_server("web", "GET", "/back", 200, MS));
     o.period(&agg);
@@ -382,8 +382,8 @@ fn sampling_ratio_decides_by_trace_id() {
         r
     };
     for _ in 0..30 {
-        o.offer(&traced("0000000000000000000000000000000a"));
-        o.offer(&traced("0000000000000000fffffffffffffffe"));
+        o.offer(traced("0000000000000000000000000000000a"));
+        o.offer(traced("0000000000000000fffffffffffffffe"));
     }
     let deadline = Instant::now() + Duration::from_secs(10);
     let spans = loop {

@@ -280,19 +280,17 @@ impl Otlp {
         })
     }
 
-    /// Queues the span of a record, unless sampled out or the queue is full (counted).
-    pub fn offer(&self, r: &Record) {
+    /// Queues the span of a record, unless sampled out or the queue is full (counted). The
+    /// record moves into the queue: the pipeline offers it last, when written and counted.
+    pub fn offer(&self, r: Record) {
         let Some(tx) = &self.spans else { return };
-        let parent = spans::parent_of(r);
+        let parent = spans::parent_of(&r);
         let trace = parent.map_or_else(spans::new_trace_id, |(t, _)| t);
         if !spans::sampled(trace, self.sampling_ratio) {
             self.counters.spans_sampled_out.fetch_add(1, Relaxed);
             return;
         }
-        if tx
-            .try_send((r.clone(), trace, parent.map(|(_, s)| s)))
-            .is_err()
-        {
+        if tx.try_send((r, trace, parent.map(|(_, s)| s))).is_err() {
             self.counters.spans_dropped_queue_full.fetch_add(1, Relaxed);
         }
     }
