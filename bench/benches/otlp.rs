@@ -187,6 +187,40 @@ fn bench(c: &mut Criterion) {
                 criterion::BatchSize::LargeInput,
             )
         });
+        // The whole body of the export calls: the groups' spans converted to the proto types
+        // and encoded, as the SDK's exporter does.
+        let export = name.replace("by_resource", "export_body");
+        g.bench_function(export, |b| {
+            b.iter_batched(
+                || items.clone(),
+                |items| {
+                    let mut bodies = Vec::new();
+                    for (service, pod, spans) in spans::by_resource(items.into_iter(), &scope) {
+                        let resource = opentelemetry_sdk::Resource::builder_empty()
+                            .with_attributes(
+                                std::iter::once(opentelemetry::KeyValue::new(
+                                    "service.name",
+                                    service,
+                                ))
+                                .chain(pod.into_iter().map(|(k, v)| opentelemetry::KeyValue::new(k, v))),
+                            )
+                            .build();
+                        let rs = opentelemetry_proto::transform::trace::tonic::group_spans_by_resource_and_scope(
+                            spans,
+                            &(&resource).into(),
+                        );
+                        bodies.push(
+                            opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest {
+                                resource_spans: rs,
+                            }
+                            .encode_to_vec(),
+                        );
+                    }
+                    black_box(bodies)
+                },
+                criterion::BatchSize::LargeInput,
+            )
+        });
     }
 
     let rt = tokio::runtime::Runtime::new().unwrap();
