@@ -292,7 +292,7 @@ fn collector_down_then_back(wire: Wire) {
             .find(|(sig, res, _)| *sig == s && *res == "failed")
             .map_or(0, |e| e.2)
     };
-    // The worker tries: the first batch fails after the exporter's retries.
+    // The worker tries: each batch fails, after its retries.
     let deadline = Instant::now() + Duration::from_secs(20);
     while failed(&o.health(), "traces") == 0 || failed(&o.health(), "metrics") == 0 {
         assert!(Instant::now() < deadline, "{:?}", o.health());
@@ -301,7 +301,8 @@ fn collector_down_then_back(wire: Wire) {
     let h = o.health();
     let spans: BTreeMap<_, _> = h.spans.iter().cloned().collect();
     assert_eq!(spans["exported"], 0);
-    assert!(spans["dropped_queue_full"] >= 1000 - 4 * 8, "{h:?}");
+    // Offered faster than even failing exports drain them: the queue filled.
+    assert!(spans["dropped_queue_full"] > 0, "{h:?}");
     assert_eq!(
         spans["dropped_queue_full"] + spans["dropped_export_failed"] + h.queued_spans,
         1000,

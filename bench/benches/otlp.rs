@@ -1,15 +1,14 @@
 //! What OTLP export costs the agent's CPU, per record and per period:
 //!
 //! - `span_of`: one record (HTTP server with a traceparent, PostgreSQL client with a statement
-//!   to obfuscate, Redis, DNS, in turn) turned into the SDK's `SpanData`, as the span worker
-//!   does before the export call;
+//!   to obfuscate, Redis, DNS, in turn) encoded as an OTLP `Span`;
 //! - `offer`: the pipeline's side: the sampling decision and a record moved into the queue
 //!   (the queue is drained by a task that drops what it gets, so the queue never fills; the
 //!   records are cloned for it outside the measured time, as the pipeline has them);
-//! - `by_resource`: a batch of 512 records, each the HTTP server's of `span_of`, turned into
-//!   spans and grouped by resource as the span worker does before its export calls: `plain`,
-//!   10 services of a host; `k8s`, the same from 10 Deployments of 4 pods each (every record
-//!   with its pod's `k8s` object, each pod's resource apart);
+//! - `export_body`: a batch of 512 records, each the HTTP server's of `span_of`, made into the
+//!   body of its export call (grouped by resource, every span encoded): `plain`, 10 services
+//!   of a host; `k8s`, the same from 10 Deployments of 4 pods each (every record with its
+//!   pod's `k8s` object, each pod's resource apart);
 //! - `snapshot_1000_series`: one period's metrics request built from an aggregator holding
 //!   1,000 series of 10 services, and encoded to protobuf (the encoding is the transport's
 //!   job, counted here to show the whole cost of a period).
@@ -20,7 +19,6 @@ use std::hint::black_box;
 use std::net::SocketAddr;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use opentelemetry::InstrumentationScope;
 use prost::Message;
 use wirelens::aggregate::{AggregationSettings, Aggregator};
 use wirelens::export::otlp::{metrics, spans};
@@ -122,7 +120,12 @@ fn records() -> Vec<Record> {
 
 fn bench(c: &mut Criterion) {
     let recs = records();
-    let scope = InstrumentationScope::builder("wirelens").build();
+    let scope = ("wirelens", "0.1.0");
+    let resource = |s: &str, pod: &[(&'static str, String)]| {
+        std::iter::once(("service.name".to_string(), s.to_string()))
+            .chain(pod.iter().map(|(k, v)| (k.to_string(), v.clone())))
+            .collect::<Vec<_>>()
+    };
     let mut g = c.benchmark_group("otlp");
     g.throughput(Throughput::Elements(recs.len() as u64));
     g.bench_function("span_of", |b| {
@@ -132,7 +135,9 @@ fn bench(c: &mut Criterion) {
                     Some((t, s)) => (t, Some(s)),
                     None => (spans::new_trace_id(), None),
                 };
-                black_box(spans::span_of(r, trace, parent, &scope));
+                let mut out = Vec::with_capacity(512);
+                spans::encode_span(&mut out, r, trace, parent, spans::new_span_id());
+                black_box(out);
             }
         })
     });
@@ -170,56 +175,25 @@ fn bench(c: &mut Criterion) {
         rs
     };
     for (name, rs) in [
-        ("by_resource/plain", batch(false)),
-        ("by_resource/k8s", shared_pods(batch(true))),
+        ("export_body/plain", batch(false)),
+        ("export_body/k8s", shared_pods(batch(true))),
     ] {
         let items: Vec<spans::SpanItem> = rs
             .into_iter()
             .map(|r| (r, spans::new_trace_id(), None))
             .collect();
-        let groups = spans::by_resource(items.clone().into_iter(), &scope).len();
+        // One ResourceSpans per resource: count the top-level fields of the request.
+        let req = spans::request(&items, &resource, scope);
+        let decoded =
+            <opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest as prost::Message>::decode(
+                req.as_slice(),
+            )
+            .unwrap();
+        let groups = decoded.resource_spans.len();
         assert_eq!(groups, if name.ends_with("k8s") { 40 } else { 10 });
         g.throughput(Throughput::Elements(items.len() as u64));
         g.bench_function(name, |b| {
-            b.iter_batched(
-                || items.clone(),
-                |items| black_box(spans::by_resource(items.into_iter(), &scope)),
-                criterion::BatchSize::LargeInput,
-            )
-        });
-        // The whole body of the export calls: the groups' spans converted to the proto types
-        // and encoded, as the SDK's exporter does.
-        let export = name.replace("by_resource", "export_body");
-        g.bench_function(export, |b| {
-            b.iter_batched(
-                || items.clone(),
-                |items| {
-                    let mut bodies = Vec::new();
-                    for (service, pod, spans) in spans::by_resource(items.into_iter(), &scope) {
-                        let resource = opentelemetry_sdk::Resource::builder_empty()
-                            .with_attributes(
-                                std::iter::once(opentelemetry::KeyValue::new(
-                                    "service.name",
-                                    service,
-                                ))
-                                .chain(pod.into_iter().map(|(k, v)| opentelemetry::KeyValue::new(k, v))),
-                            )
-                            .build();
-                        let rs = opentelemetry_proto::transform::trace::tonic::group_spans_by_resource_and_scope(
-                            spans,
-                            &(&resource).into(),
-                        );
-                        bodies.push(
-                            opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest {
-                                resource_spans: rs,
-                            }
-                            .encode_to_vec(),
-                        );
-                    }
-                    black_box(bodies)
-                },
-                criterion::BatchSize::LargeInput,
-            )
+            b.iter(|| black_box(spans::request(black_box(&items), &resource, scope)))
         });
     }
 

@@ -2,27 +2,29 @@
 //! collector over gRPC or HTTP/protobuf (README, "OpenTelemetry export").
 //!
 //! - [`config`]: the `otlp:` section and the `OTEL_*` variables;
-//! - [`spans`]: a record as the SDK's `SpanData`, sent by opentelemetry-otlp's `SpanExporter`;
+//! - [`spans`]: a batch of records as one OTLP trace request, encoded straight from them
+//!   ([`pb`]), sent by [`traces`];
 //! - [`metrics`]: the aggregator's series as OTLP histograms, sent once per period.
 //!
 //! **One resource per observed service.** The agent is not the service: each span and each
 //! data point belongs to the resource of the service it observed (`service.name` from
-//! [`service_of`], `host.name`, the configured resource attributes). Spans: the worker groups
-//! each batch by service and calls `SpanExporter::set_resource` before exporting that
-//! service's spans (one export call per service and batch). Metrics: one request per period
+//! `service_of`, `host.name`, the configured resource attributes). Spans: each batch is one
+//! request holding one `ResourceSpans` per service (and pod). Metrics: one request per period
 //! holds one `ResourceMetrics` per service (see [`metrics`] for why not the SDK's meters).
 //!
 //! **Bounded memory.** The pipeline never waits for a collector: spans go through a queue of
 //! `otlp.queue_size` records (`try_send`; full: dropped and counted), one worker task exports
-//! them in batches of at most `otlp.batch_size`; a batch whose export failed (after the
-//! exporter's own retries) is dropped and counted. Metrics go through a queue of one pending
+//! them in batches of at most `otlp.batch_size`, one export call each; a batch whose export
+//! failed, or the spans a collector refused, are dropped and counted. Metrics go through a queue of one pending
 //! request: a period whose request finds it full is dropped and counted, and the next one
 //! carries the cumulative values anyway. When the collector returns, the next export
 //! succeeds: nothing needs restarting.
 
 pub mod config;
 pub mod metrics;
+mod pb;
 pub mod spans;
+pub mod traces;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -31,11 +33,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use opentelemetry::InstrumentationScope;
-use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use opentelemetry_sdk::trace::SpanExporter as _;
-use opentelemetry_sdk::Resource;
 use tokio::sync::mpsc;
 
 pub use config::{OtlpConfig, OtlpSettings, Protocol};
@@ -158,17 +156,12 @@ impl Resources {
         a.into_iter().collect()
     }
 
-    /// The resource of a batch of spans: [`Resources::attributes`] plus the observed pod's
+    /// The resource of a service's spans: [`Resources::attributes`] plus the observed pod's
     /// `k8s.*` attributes when it runs in one (these replace configured ones of the same key).
-    fn sdk(&self, service: &str, pod: &[(&'static str, String)]) -> Resource {
+    fn with_pod(&self, service: &str, pod: &[(&'static str, String)]) -> Vec<(String, String)> {
         let mut a: BTreeMap<String, String> = self.attributes(service).into_iter().collect();
         a.extend(pod.iter().map(|(k, v)| (k.to_string(), v.clone())));
-        Resource::builder_empty()
-            .with_attributes(
-                a.into_iter()
-                    .map(|(k, v)| opentelemetry::KeyValue::new(k, v)),
-            )
-            .build()
+        a.into_iter().collect()
     }
 }
 
@@ -206,25 +199,6 @@ pub(crate) fn metadata(
     Ok(md)
 }
 
-fn span_exporter(t: &config::SignalTarget) -> anyhow::Result<opentelemetry_otlp::SpanExporter> {
-    let e = match t.protocol {
-        Protocol::Grpc => opentelemetry_otlp::SpanExporter::builder()
-            .with_tonic()
-            .with_endpoint(t.url.clone())
-            .with_timeout(t.timeout)
-            .with_metadata(metadata(&t.headers)?)
-            .build(),
-        Protocol::HttpProtobuf => opentelemetry_otlp::SpanExporter::builder()
-            .with_http()
-            .with_endpoint(t.url.clone())
-            .with_timeout(t.timeout)
-            .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
-            .with_headers(t.headers.iter().cloned().collect())
-            .build(),
-    };
-    e.with_context(|| format!("building the OTLP span exporter for {}", t.url))
-}
-
 fn now_ns() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -243,10 +217,11 @@ impl Otlp {
         let mut tasks = Vec::new();
         let spans = match &s.traces {
             Some(t) => {
-                let exporter = span_exporter(t)?;
+                let client = traces::TracesClient::new(t)
+                    .with_context(|| format!("building the OTLP span client for {}", t.url))?;
                 let (tx, rx) = mpsc::channel(s.queue_size);
                 tasks.push(tokio::spawn(span_worker(
-                    exporter,
+                    client,
                     rx,
                     s.batch_size,
                     resources.clone(),
@@ -398,38 +373,36 @@ impl Outage {
 }
 
 async fn span_worker(
-    mut exporter: opentelemetry_otlp::SpanExporter,
+    mut client: traces::TracesClient,
     mut rx: mpsc::Receiver<SpanItem>,
     batch_size: usize,
     resources: Arc<Resources>,
     c: Arc<OtlpCounters>,
 ) {
-    let scope = InstrumentationScope::builder("wirelens")
-        .with_version(env!("CARGO_PKG_VERSION"))
-        .build();
+    let scope = ("wirelens", env!("CARGO_PKG_VERSION"));
     let outage = Outage::default();
     let mut buf = Vec::with_capacity(batch_size);
     while rx.recv_many(&mut buf, batch_size).await > 0 {
-        c.spans_in_flight.fetch_add(buf.len() as u64, Relaxed);
-        for (service, pod, batch) in spans::by_resource(buf.drain(..), &scope) {
-            let n = batch.len() as u64;
-            exporter.set_resource(&resources.sdk(&service, &pod));
-            match exporter.export(batch).await {
-                Ok(()) => {
-                    c.span_exports_ok.fetch_add(1, Relaxed);
-                    c.spans_exported.fetch_add(n, Relaxed);
-                    outage.ok("traces");
-                }
-                Err(e) => {
-                    c.span_exports_failed.fetch_add(1, Relaxed);
-                    c.spans_dropped_export_failed.fetch_add(n, Relaxed);
-                    outage.failed("traces", &e.to_string());
-                }
+        let n = buf.len() as u64;
+        c.spans_in_flight.fetch_add(n, Relaxed);
+        let body = spans::request(&buf, &|s, pod| resources.with_pod(s, pod), scope);
+        buf.clear();
+        match client.export(body).await {
+            Ok(refused) => {
+                let refused = refused.min(n);
+                c.span_exports_ok.fetch_add(1, Relaxed);
+                c.spans_exported.fetch_add(n - refused, Relaxed);
+                c.spans_dropped_export_failed.fetch_add(refused, Relaxed);
+                outage.ok("traces");
             }
-            c.spans_in_flight.fetch_sub(n, Relaxed);
+            Err(e) => {
+                c.span_exports_failed.fetch_add(1, Relaxed);
+                c.spans_dropped_export_failed.fetch_add(n, Relaxed);
+                outage.failed("traces", &e);
+            }
         }
+        c.spans_in_flight.fetch_sub(n, Relaxed);
     }
-    let _ = exporter.shutdown();
 }
 
 async fn metric_worker(

@@ -82,9 +82,13 @@ pub(crate) fn message(out: &mut Vec<u8>, field: u32, body: impl FnOnce(&mut Vec<
         out.resize(out.len() + extra, 0);
         out.copy_within(at + 1..at + 1 + len, at + 1 + extra);
     }
-    let mut prefix = Vec::with_capacity(10);
-    varint(&mut prefix, len as u64);
-    out[at..at + 1 + extra].copy_from_slice(&prefix);
+    let (mut v, mut i) = (len as u64, at);
+    while v >= 0x80 {
+        out[i] = v as u8 | 0x80;
+        v >>= 7;
+        i += 1;
+    }
+    out[i] = v as u8;
 }
 
 /// `KeyValue { key = 1; AnyValue value = 2 }`, the value a string (`AnyValue.string_value =
@@ -120,7 +124,16 @@ mod tests {
 
     #[test]
     fn varint_lengths() {
-        for v in [0u64, 1, 127, 128, 16_383, 16_384, u64::from(u32::MAX), u64::MAX] {
+        for v in [
+            0u64,
+            1,
+            127,
+            128,
+            16_383,
+            16_384,
+            u64::from(u32::MAX),
+            u64::MAX,
+        ] {
             let mut out = Vec::new();
             varint(&mut out, v);
             assert_eq!(out.len(), varint_len(v), "{v}");
@@ -132,7 +145,9 @@ mod tests {
     /// and are the bytes prost writes.
     #[test]
     fn nested_messages_match_prost() {
-        for n in [0, 1, 100, 120, 125, 126, 127, 128, 200, 16_380, 16_400, 70_000] {
+        for n in [
+            0, 1, 100, 120, 125, 126, 127, 128, 200, 16_380, 16_400, 70_000,
+        ] {
             let value = "v".repeat(n);
             let mut out = Vec::new();
             kv_str(&mut out, 1, "key", &value);
@@ -146,12 +161,14 @@ mod tests {
                     value: Some(AnyValue {
                         value: Some(any_value::Value::StringValue(value.clone())),
                     }),
+                    ..KeyValue::default()
                 },
                 KeyValue {
                     key: "n".into(),
                     value: Some(AnyValue {
                         value: Some(any_value::Value::IntValue(-(n as i64))),
                     }),
+                    ..KeyValue::default()
                 },
             ];
             assert_eq!(r.attributes, want, "{n}");

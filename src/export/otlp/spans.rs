@@ -1,6 +1,7 @@
 //! One span per exchange (OpenTelemetry semantic conventions: "HTTP spans", "Database client
-//! spans", "Redis", "DNS"), built as the SDK's [`SpanData`] so that opentelemetry-otlp's
-//! exporter sends it.
+//! spans", "Redis", "DNS"), encoded as OTLP protobuf straight from the record ([`request`]):
+//! a batch becomes one `ExportTraceServiceRequest` with a `ResourceSpans` per observed
+//! service (and pod).
 //!
 //! - Kind: SERVER when the observed process answered, CLIENT when it asked (a record whose role
 //!   is unknown, only in replay, is taken as the server's, as the aggregator does).
@@ -13,16 +14,11 @@
 //! - Privacy: statements only obfuscated (`db.query.text`), no header values, no query string
 //!   (`url.path` is the path alone), no Redis arguments, no DNS answers.
 
-use std::borrow::Cow;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-use opentelemetry::trace::{
-    SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState,
-};
-use opentelemetry::{InstrumentationScope, KeyValue};
-use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator, SpanData, SpanEvents, SpanLinks};
+use opentelemetry::trace::{SpanId, TraceId};
+use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator};
 use wirelens_protocols::{Request, Response, Role};
 
+use super::pb;
 use crate::aggregate::key::{error_type, http_method};
 use crate::output::Record;
 
@@ -56,118 +52,150 @@ pub fn new_trace_id() -> TraceId {
     RandomIdGenerator::default().new_trace_id()
 }
 
-fn time(ns: u64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_nanos(ns)
+/// A new span id.
+pub fn new_span_id() -> SpanId {
+    RandomIdGenerator::default().new_span_id()
 }
 
 /// A record waiting to be exported, with its trace and parent span.
 pub type SpanItem = (Record, TraceId, Option<SpanId>);
 
-/// One resource's share of a batch: the service, the pod's `k8s.*` attributes, the spans.
-pub type ResourceGroup = (String, Vec<(&'static str, String)>, Vec<SpanData>);
+/// Where a span's attributes go.
+trait Attrs {
+    fn str(&mut self, key: &'static str, value: &str);
+    fn int(&mut self, key: &'static str, value: i64);
+}
 
-/// The spans of a batch, grouped by resource: one per observed service, and per pod when the
-/// service runs in pods. Each group: the service, the pod's `k8s.*` resource attributes
-/// (empty outside pods), the spans; in that order of service and attributes.
+/// `Span.attributes` (field 9), as protobuf.
+struct SpanAttrs<'a>(&'a mut Vec<u8>);
+
+impl Attrs for SpanAttrs<'_> {
+    fn str(&mut self, key: &'static str, value: &str) {
+        pb::kv_str(self.0, 9, key, value);
+    }
+    fn int(&mut self, key: &'static str, value: i64) {
+        pb::kv_int(self.0, 9, key, value);
+    }
+}
+
+/// `Span.SpanKind`.
+const KIND_SERVER: u64 = 2;
+const KIND_CLIENT: u64 = 3;
+/// `Status.StatusCode.STATUS_CODE_ERROR`.
+const STATUS_ERROR: u64 = 2;
+/// `SpanFlags`: the W3C flags (sampled), and whether the parent is remote, known and said.
+const FLAG_SAMPLED: u32 = 0x01;
+const FLAG_HAS_IS_REMOTE: u32 = 0x100;
+const FLAG_IS_REMOTE: u32 = 0x200;
+
+/// Appends the fields of the `Span` of one record (trace `trace`, child of `parent` when
+/// there is one, id `span_id`) to `out`.
+pub fn encode_span(
+    out: &mut Vec<u8>,
+    r: &Record,
+    trace: TraceId,
+    parent: Option<SpanId>,
+    span_id: SpanId,
+) {
+    pb::bytes(out, 1, &trace.to_bytes());
+    pb::bytes(out, 2, &span_id.to_bytes());
+    if let Some(p) = parent.filter(|p| *p != SpanId::INVALID) {
+        pb::bytes(out, 4, &p.to_bytes());
+    }
+    let kind = if r.role == Role::Client {
+        KIND_CLIENT
+    } else {
+        KIND_SERVER
+    };
+    pb::uint(out, 6, kind);
+    let start = r.ts_ns;
+    pb::fixed64(out, 7, start);
+    pb::fixed64(out, 8, start.saturating_add(r.latency_ns.unwrap_or(0)));
+    let mut a = SpanAttrs(out);
+    let name = describe(r, &mut a);
+    if let Some(t) = transport(r) {
+        a.str("network.transport", t);
+    }
+    let err = error_type(r);
+    if !err.is_empty() {
+        a.str("error.type", &err);
+    }
+    pb::bytes(out, 5, name.as_bytes());
+    pb::message(out, 15, |st| {
+        if !err.is_empty() {
+            pb::bytes(st, 2, err.as_bytes());
+            pb::uint(st, 3, STATUS_ERROR);
+        }
+    });
+    let remote = if parent.is_some() { FLAG_IS_REMOTE } else { 0 };
+    pb::fixed32(out, 16, FLAG_SAMPLED | FLAG_HAS_IS_REMOTE | remote);
+}
+
+/// The attributes of the resource of a service (and of its pod's `k8s.*` attributes).
+pub type ResourceOf<'a> = dyn Fn(&str, &[(&'static str, String)]) -> Vec<(String, String)> + 'a;
+
+/// The `ExportTraceServiceRequest` of a batch, encoded: one `ResourceSpans` per observed
+/// service, and per pod when the service runs in pods, in order of service and pod; each with
+/// the attributes `resource` gives for (service, the pod's `k8s.*` attributes), and one
+/// `ScopeSpans` of `scope` (name, version) holding the spans.
 ///
 /// Records of a pod share its `k8s` object (crate::k8s): they are grouped by that object, and
 /// its attributes are written once per group, not per record.
-pub fn by_resource(
-    items: impl Iterator<Item = SpanItem>,
-    scope: &InstrumentationScope,
-) -> Vec<ResourceGroup> {
-    let mut hosts: std::collections::BTreeMap<String, Vec<SpanData>> = Default::default();
-    let mut pods: std::collections::HashMap<*const (), (crate::k8s::SharedK8s, Vec<SpanData>)> =
-        Default::default();
-    for (r, trace, parent) in items {
-        let span = span_of(&r, trace, parent, scope);
-        match &r.k8s {
-            Some(k) => {
-                pods.entry(std::sync::Arc::as_ptr(k).cast())
-                    .or_insert_with(|| (k.clone(), Vec::new()))
-                    .1
-                    .push(span);
-            }
+pub fn request(items: &[SpanItem], resource: &ResourceOf<'_>, scope: (&str, &str)) -> Vec<u8> {
+    type Group = (String, Vec<(&'static str, String)>, Vec<usize>);
+    let mut hosts: std::collections::BTreeMap<&str, usize> = Default::default();
+    let mut pods: std::collections::HashMap<*const (), usize> = Default::default();
+    let mut groups: Vec<Group> = Vec::new();
+    for (i, (r, _, _)) in items.iter().enumerate() {
+        let g = match &r.k8s {
+            Some(k) => *pods
+                .entry(std::sync::Arc::as_ptr(k).cast())
+                .or_insert_with(|| {
+                    groups.push((k.service.clone(), k.resource_attributes(), Vec::new()));
+                    groups.len() - 1
+                }),
             None => {
-                let service = crate::aggregate::key::service_of(&r);
-                match hosts.get_mut(service) {
-                    Some(spans) => spans.push(span),
-                    None => {
-                        hosts.insert(service.to_string(), vec![span]);
-                    }
-                }
+                let service = crate::aggregate::key::service_of(r);
+                *hosts.entry(service).or_insert_with(|| {
+                    groups.push((service.to_string(), Vec::new(), Vec::new()));
+                    groups.len() - 1
+                })
             }
-        }
+        };
+        groups[g].2.push(i);
     }
-    let mut out: Vec<_> = hosts
-        .into_iter()
-        .map(|(service, spans)| (service, Vec::new(), spans))
-        .chain(
-            pods.into_values()
-                .map(|(k, spans)| (k.service.clone(), k.resource_attributes(), spans)),
-        )
-        .collect();
-    out.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+    groups.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
     // Two objects of one pod (the metadata changed during the batch) are one resource.
-    out.dedup_by(|later, first| {
+    groups.dedup_by(|later, first| {
         let same = (&later.0, &later.1) == (&first.0, &first.1);
         if same {
             first.2.append(&mut later.2);
         }
         same
     });
+    let mut out = Vec::with_capacity(items.len() * 320 + groups.len() * 256);
+    for (service, pod, members) in &groups {
+        pb::message(&mut out, 1, |rs| {
+            pb::message(rs, 1, |res| {
+                for (k, v) in resource(service, pod) {
+                    pb::kv_str(res, 1, &k, &v);
+                }
+            });
+            pb::message(rs, 2, |ss| {
+                pb::message(ss, 1, |sc| {
+                    pb::bytes(sc, 1, scope.0.as_bytes());
+                    pb::bytes(sc, 2, scope.1.as_bytes());
+                });
+                for &i in members {
+                    let (r, trace, parent) = &items[i];
+                    pb::message(ss, 2, |sp| {
+                        encode_span(sp, r, *trace, *parent, new_span_id());
+                    });
+                }
+            });
+        });
+    }
     out
-}
-
-/// The span of one record, in trace `trace`, child of `parent` when there is one.
-pub fn span_of(
-    r: &Record,
-    trace: TraceId,
-    parent: Option<SpanId>,
-    scope: &InstrumentationScope,
-) -> SpanData {
-    let kind = if r.role == Role::Client {
-        SpanKind::Client
-    } else {
-        SpanKind::Server
-    };
-    let (name, mut attributes) = describe(r);
-    if let Some(t) = transport(r) {
-        attributes.push(KeyValue::new("network.transport", t));
-    }
-    let err = error_type(r);
-    let status = if err.is_empty() {
-        Status::Unset
-    } else {
-        attributes.push(KeyValue::new("error.type", err.clone()));
-        Status::Error {
-            description: Cow::Owned(err),
-        }
-    };
-    let start = r.ts_ns;
-    let end = start.saturating_add(r.latency_ns.unwrap_or(0));
-    let span_id = RandomIdGenerator::default().new_span_id();
-    SpanData {
-        span_context: SpanContext::new(
-            trace,
-            span_id,
-            TraceFlags::SAMPLED,
-            false,
-            TraceState::NONE,
-        ),
-        parent_span_id: parent.unwrap_or(SpanId::INVALID),
-        parent_span_is_remote: parent.is_some(),
-        span_kind: kind,
-        name: Cow::Owned(name),
-        start_time: time(start),
-        end_time: time(end),
-        attributes,
-        dropped_attributes_count: 0,
-        events: SpanEvents::default(),
-        links: SpanLinks::default(),
-        status,
-        instrumentation_scope: scope.clone(),
-    }
 }
 
 /// `tcp` for the protocols that only run over TCP; none for DNS, whose record does not say
@@ -179,46 +207,43 @@ fn transport(r: &Record) -> Option<&'static str> {
     }
 }
 
-fn peer(r: &Record, out: &mut Vec<KeyValue>) {
-    out.push(KeyValue::new("server.address", r.server.ip.clone()));
-    out.push(KeyValue::new("server.port", i64::from(r.server.port)));
-    out.push(KeyValue::new("client.address", r.client.ip.clone()));
-    out.push(KeyValue::new("client.port", i64::from(r.client.port)));
+fn peer(r: &Record, a: &mut impl Attrs) {
+    a.str("server.address", &r.server.ip);
+    a.int("server.port", i64::from(r.server.port));
+    a.str("client.address", &r.client.ip);
+    a.int("client.port", i64::from(r.client.port));
 }
 
-/// The span name and the protocol's attributes.
-fn describe(r: &Record) -> (String, Vec<KeyValue>) {
-    let mut a = Vec::with_capacity(12);
-    peer(r, &mut a);
-    let name = match &r.request {
+/// Writes the protocol's attributes; returns the span name.
+fn describe(r: &Record, a: &mut impl Attrs) -> String {
+    peer(r, a);
+    match &r.request {
         Request::Http(q) => {
             let method = http_method(&q.method);
-            a.push(KeyValue::new("http.request.method", method));
+            a.str("http.request.method", method);
             if method == "_OTHER" {
-                a.push(KeyValue::new(
-                    "http.request.method_original",
-                    q.method.clone(),
-                ));
+                a.str("http.request.method_original", &q.method);
             }
-            let route = q
-                .route
-                .clone()
-                .unwrap_or_else(|| wirelens_protocols::http::route_template(&q.path));
+            let computed;
+            let route = match &q.route {
+                Some(r) => r.as_str(),
+                None => {
+                    computed = wirelens_protocols::http::route_template(&q.path);
+                    computed.as_str()
+                }
+            };
             let path = q.path.split(['?', '#']).next().unwrap_or_default();
-            a.push(KeyValue::new("url.path", path.to_string()));
+            a.str("url.path", path);
             // `http.route` is the server's; a client's template of the path is `url.template`.
             let route_key = if r.role == Role::Client {
                 "url.template"
             } else {
                 "http.route"
             };
-            a.push(KeyValue::new(route_key, route.clone()));
-            a.push(KeyValue::new("network.protocol.name", "http"));
+            a.str(route_key, route);
+            a.str("network.protocol.name", "http");
             if let Some(Response::Http(s)) = &r.response {
-                a.push(KeyValue::new(
-                    "http.response.status_code",
-                    i64::from(s.status),
-                ));
+                a.int("http.response.status_code", i64::from(s.status));
             }
             let verb = if method == "_OTHER" { "HTTP" } else { method };
             format!("{verb} {route}")
@@ -226,10 +251,10 @@ fn describe(r: &Record) -> (String, Vec<KeyValue>) {
         Request::Mysql(q) => {
             let op = q.operation.clone().unwrap_or_else(|| q.command.clone());
             let statement = q.query.as_deref().map(wirelens_protocols::sql::obfuscate);
-            db(&mut a, "mysql", &op, q.table.as_deref(), statement);
+            db(a, "mysql", &op, q.table.as_deref(), statement);
             if let Some(Response::Mysql(s)) = &r.response {
                 if let Some(code) = s.code {
-                    a.push(KeyValue::new("db.response.status_code", code.to_string()));
+                    a.str("db.response.status_code", &code.to_string());
                 }
             }
             db_name(&op, q.table.as_deref(), "mysql")
@@ -240,24 +265,24 @@ fn describe(r: &Record) -> (String, Vec<KeyValue>) {
                 &q.query,
                 wirelens_protocols::sql::Dialect::Postgres,
             ));
-            db(&mut a, "postgresql", &op, q.table.as_deref(), statement);
+            db(a, "postgresql", &op, q.table.as_deref(), statement);
             if let Some(Response::Pgsql(s)) = &r.response {
                 if let Some(code) = &s.code {
-                    a.push(KeyValue::new("db.response.status_code", code.clone()));
+                    a.str("db.response.status_code", code);
                 }
             }
             db_name(&op, q.table.as_deref(), "postgresql")
         }
         Request::Redis(q) => {
-            db(&mut a, "redis", &q.command, None, None);
+            db(a, "redis", &q.command, None, None);
             db_name(&q.command, None, "redis")
         }
         Request::Dns(q) => {
-            a.push(KeyValue::new("dns.question.name", q.name.clone()));
-            a.push(KeyValue::new("dns.question.type", q.qtype.clone()));
+            a.str("dns.question.name", &q.name);
+            a.str("dns.question.type", &q.qtype);
             if let Some(Response::Dns(s)) = &r.response {
-                a.push(KeyValue::new("dns.response_code", s.rcode.clone()));
-                a.push(KeyValue::new("dns.answers", i64::from(s.answers)));
+                a.str("dns.response_code", &s.rcode);
+                a.int("dns.answers", i64::from(s.answers));
             }
             if q.qtype.is_empty() {
                 "DNS".to_string()
@@ -265,26 +290,25 @@ fn describe(r: &Record) -> (String, Vec<KeyValue>) {
                 q.qtype.clone()
             }
         }
-    };
-    (name, a)
+    }
 }
 
 fn db(
-    a: &mut Vec<KeyValue>,
+    a: &mut impl Attrs,
     system: &'static str,
     op: &str,
     table: Option<&str>,
     statement: Option<String>,
 ) {
-    a.push(KeyValue::new("db.system.name", system));
+    a.str("db.system.name", system);
     if !op.is_empty() {
-        a.push(KeyValue::new("db.operation.name", op.to_string()));
+        a.str("db.operation.name", op);
     }
     if let Some(t) = table.filter(|t| !t.is_empty()) {
-        a.push(KeyValue::new("db.collection.name", t.to_string()));
+        a.str("db.collection.name", t);
     }
     if let Some(s) = statement.filter(|s| !s.is_empty()) {
-        a.push(KeyValue::new("db.query.text", s));
+        a.str("db.query.text", &s);
     }
 }
 
@@ -341,6 +365,150 @@ mod tests {
         (r, new_trace_id(), None)
     }
 
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+    use opentelemetry_proto::tonic::trace::v1::{span, status, Span, Status};
+    use prost::Message;
+    use std::collections::BTreeMap;
+
+    const SCOPE: (&str, &str) = ("wirelens", "1.2.3");
+
+    fn resource(service: &str, pod: &[(&'static str, String)]) -> Vec<(String, String)> {
+        std::iter::once(("service.name".to_string(), service.to_string()))
+            .chain(pod.iter().map(|(k, v)| (k.to_string(), v.clone())))
+            .collect()
+    }
+
+    fn decode(body: &[u8]) -> ExportTraceServiceRequest {
+        ExportTraceServiceRequest::decode(body).expect("a trace request")
+    }
+
+    fn attrs(kvs: &[KeyValue]) -> BTreeMap<String, String> {
+        kvs.iter()
+            .map(|kv| {
+                let v = match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+                    Some(any_value::Value::StringValue(s)) => s.clone(),
+                    Some(any_value::Value::IntValue(i)) => i.to_string(),
+                    other => format!("{other:?}"),
+                };
+                (kv.key.clone(), v)
+            })
+            .collect()
+    }
+
+    fn kv(key: &str, v: any_value::Value) -> KeyValue {
+        KeyValue {
+            key: key.into(),
+            value: Some(AnyValue { value: Some(v) }),
+            ..KeyValue::default()
+        }
+    }
+
+    /// Every field of two spans, as a collector decodes them: a traced HTTP server answer,
+    /// and a Redis call that failed.
+    #[test]
+    fn spans_decode_as_the_records_say() {
+        use any_value::Value::{IntValue as I, StringValue as S};
+        use wirelens_protocols::redis::{RedisRequest, RedisResponse};
+        let mut web = served_by("nginx", None).0;
+        web.trace = Some(wirelens_protocols::TraceContext {
+            trace_id: "4bf92f3577b34da6a3ce929d0e0e4736".into(),
+            span_id: "00f067aa0ba902b7".into(),
+        });
+        let (trace, parent) = parent_of(&web).expect("traced");
+        let ex = wirelens_protocols::Exchange {
+            req_ts_ns: 5_000,
+            resp_ts_ns: Some(7_500),
+            request: Request::Redis(RedisRequest {
+                command: "GET".into(),
+                args: 1,
+            }),
+            response: Some(Response::Redis(RedisResponse {
+                error: true,
+                message: Some("WRONGTYPE Operation".into()),
+            })),
+            outcome: wirelens_protocols::Outcome::Complete,
+            truncated: false,
+            trace: None,
+        };
+        let a = "127.0.0.1:40001".parse().expect("literal");
+        let b = "127.0.0.1:6379".parse().expect("literal");
+        let process = Some(crate::output::ProcessRecord {
+            pid: 9,
+            comm: "app".into(),
+        });
+        let redis = Record::new(ex, Role::Client, a, b, process);
+        let redis_trace = new_trace_id();
+        let items = vec![(web, trace, Some(parent)), (redis, redis_trace, None)];
+        let req = decode(&request(&items, &resource, SCOPE));
+        assert_eq!(req.resource_spans.len(), 2);
+        let mut got = Vec::new();
+        for rs in &req.resource_spans {
+            assert_eq!(rs.scope_spans.len(), 1);
+            let scope = rs.scope_spans[0].scope.clone().unwrap_or_default();
+            assert_eq!((scope.name.as_str(), scope.version.as_str()), SCOPE);
+            for sp in &rs.scope_spans[0].spans {
+                assert_eq!(sp.span_id.len(), 8, "a span id");
+                assert_ne!(sp.span_id, [0; 8]);
+                got.push(Span {
+                    span_id: Vec::new(),
+                    ..sp.clone()
+                });
+            }
+        }
+        let flags = |remote: bool| 0x101 | if remote { 0x200 } else { 0 };
+        let want = [
+            Span {
+                name: "GET".into(),
+                trace_id: redis_trace.to_bytes().to_vec(),
+                kind: span::SpanKind::Client as i32,
+                start_time_unix_nano: 5_000,
+                end_time_unix_nano: 7_500,
+                attributes: vec![
+                    kv("server.address", S("127.0.0.1".into())),
+                    kv("server.port", I(6379)),
+                    kv("client.address", S("127.0.0.1".into())),
+                    kv("client.port", I(40001)),
+                    kv("db.system.name", S("redis".into())),
+                    kv("db.operation.name", S("GET".into())),
+                    kv("network.transport", S("tcp".into())),
+                    kv("error.type", S("WRONGTYPE".into())),
+                ],
+                status: Some(Status {
+                    message: "WRONGTYPE".into(),
+                    code: status::StatusCode::Error as i32,
+                }),
+                flags: flags(false),
+                ..Span::default()
+            },
+            Span {
+                name: "GET /".into(),
+                trace_id: trace.to_bytes().to_vec(),
+                parent_span_id: parent.to_bytes().to_vec(),
+                kind: span::SpanKind::Server as i32,
+                start_time_unix_nano: 1,
+                end_time_unix_nano: 2,
+                attributes: vec![
+                    kv("server.address", S("10.0.0.1".into())),
+                    kv("server.port", I(80)),
+                    kv("client.address", S("10.0.0.2".into())),
+                    kv("client.port", I(40000)),
+                    kv("http.request.method", S("GET".into())),
+                    kv("url.path", S("/".into())),
+                    kv("http.route", S("/".into())),
+                    kv("network.protocol.name", S("http".into())),
+                    kv("http.response.status_code", I(200)),
+                    kv("network.transport", S("tcp".into())),
+                ],
+                status: Some(Status::default()),
+                flags: flags(true),
+                ..Span::default()
+            },
+        ];
+        // Resources in order of service: "app" (the Redis client), then "nginx".
+        assert_eq!(got, want);
+    }
+
     #[test]
     fn spans_are_grouped_by_service_and_pod() {
         use crate::k8s::{K8sRecord, Shared};
@@ -368,15 +536,14 @@ mod tests {
             served_by("a", None),
             served_by("nginx", Some(&p1)),
         ];
-        let scope = InstrumentationScope::builder("t").build();
-        let got: Vec<(String, Option<String>, usize)> = by_resource(items.into_iter(), &scope)
+        let got: Vec<(String, Option<String>, usize)> = decode(&request(&items, &resource, SCOPE))
+            .resource_spans
             .into_iter()
-            .map(|(service, attrs, spans)| {
-                let pod = attrs
-                    .iter()
-                    .find(|(k, _)| *k == "k8s.pod.name")
-                    .map(|(_, v)| v.clone());
-                (service, pod, spans.len())
+            .map(|rs| {
+                let attrs = attrs(&rs.resource.unwrap_or_default().attributes);
+                let spans = rs.scope_spans.iter().map(|ss| ss.spans.len()).sum();
+                let service = attrs["service.name"].clone();
+                (service, attrs.get("k8s.pod.name").cloned(), spans)
             })
             .collect();
         let want = [
