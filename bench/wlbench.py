@@ -439,7 +439,8 @@ class Agent:
 
     def drain(self, timeout=60):
         """After a load: waits until the agent has caught up (its kernel event and exchange
-        counters stop moving across two of its one-second refreshes); returns the seconds
+        counters, and with OTLP export its exported and queued spans, stop moving across two
+        of its one-second refreshes); returns the seconds
         until the counters first showed their final values (0 when the first read, 1.1 s
         after the load, already did; about one second of resolution) and the last metrics."""
         t = time.monotonic()
@@ -447,7 +448,9 @@ class Agent:
         while True:
             time.sleep(1.1)
             m = self.metrics()
-            cur = (m.get("wirelens_kernel_events_total"), m.get("wirelens_exchanges_total"))
+            cur = (m.get("wirelens_kernel_events_total"), m.get("wirelens_exchanges_total"),
+                   m.get('wirelens_otlp_spans_total{outcome="exported"}'),
+                   m.get("wirelens_otlp_queued_spans"))
             if cur == prev or time.monotonic() - t > timeout:
                 return round(max(0.0, reached - 1.1), 1), m
             prev, reached = cur, time.monotonic() - t

@@ -42,7 +42,7 @@ fn root_soak_short_memory_and_connection_table_stay_bounded() {
     // more thing that can fail for reasons that have nothing to do with the soak).
     let exe = Path::new(bin());
     let profile_dir = exe.parent().expect("target/<profile>");
-    let loadgen = loadgen(profile_dir);
+    let loadgen = loadgen_next_to(profile_dir);
     let dir = tempfile::tempdir().expect("tempdir");
     let json = dir.path().join("soak.json");
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
@@ -104,31 +104,4 @@ fn root_soak_short_memory_and_connection_table_stay_bounded() {
     }
     let samples = v["samples"].as_array().expect("samples");
     assert!(samples.len() >= 20, "{} samples", samples.len());
-}
-
-/// `loadgen` (package wirelens-bench) next to the agent binary; built by cargo only when this
-/// test runs without the rest of the workspace, with cargo's output shown if that fails.
-fn loadgen(profile_dir: &Path) -> PathBuf {
-    let path = profile_dir.join("loadgen");
-    if path.exists() {
-        return path;
-    }
-    let release = profile_dir.file_name().and_then(|n| n.to_str()) == Some("release");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.args(["build", "-p", "wirelens-bench", "--bin", "loadgen"]);
-    if release {
-        cmd.arg("--release");
-    }
-    if let Some(target) = profile_dir.parent() {
-        cmd.env("CARGO_TARGET_DIR", target);
-    }
-    let out = cmd.output().expect("running cargo build for loadgen");
-    assert!(
-        out.status.success() && path.exists(),
-        "building loadgen failed ({}):\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    path
 }

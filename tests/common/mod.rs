@@ -451,3 +451,30 @@ pub fn dnsmasq(port: u16) -> Proc {
         name: "dnsmasq".into(),
     }
 }
+
+/// `loadgen` (package wirelens-bench) next to the agent binary; built by cargo only when this
+/// test runs without the rest of the workspace, with cargo's output shown if that fails.
+pub fn loadgen_next_to(profile_dir: &Path) -> PathBuf {
+    let path = profile_dir.join("loadgen");
+    if path.exists() {
+        return path;
+    }
+    let release = profile_dir.file_name().and_then(|n| n.to_str()) == Some("release");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.args(["build", "-p", "wirelens-bench", "--bin", "loadgen"]);
+    if release {
+        cmd.arg("--release");
+    }
+    if let Some(target) = profile_dir.parent() {
+        cmd.env("CARGO_TARGET_DIR", target);
+    }
+    let out = cmd.output().expect("running cargo build for loadgen");
+    assert!(
+        out.status.success() && path.exists(),
+        "building loadgen failed ({}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    path
+}
