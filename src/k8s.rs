@@ -521,32 +521,11 @@ mod tests {
 
     /// What pid 7 served to 10.0.0.2.
     fn served() -> Record {
-        use wirelens_protocols::http::{HttpRequest, HttpResponse};
-        use wirelens_protocols::{Exchange, Outcome, Request, Response};
-        let ex = Exchange {
-            req_ts_ns: 1,
-            resp_ts_ns: Some(2),
-            request: Request::Http(HttpRequest {
-                method: "GET".into(),
-                route: None,
-                path: "/".into(),
-                host: None,
-            }),
-            response: Some(Response::Http(HttpResponse {
-                status: 200,
-                body_bytes: 0,
-            })),
-            outcome: Outcome::Complete,
-            truncated: false,
-            trace: None,
-        };
         let process = Some(crate::output::ProcessRecord {
             pid: 7,
             comm: "web".into(),
         });
-        let client = "10.0.0.2:40000".parse().expect("literal");
-        let server = "10.0.0.1:80".parse().expect("literal");
-        Record::new(ex, Role::Server, client, server, process)
+        crate::output::served_get("10.0.0.2:40000", "10.0.0.1:80", Role::Server, process, None)
     }
 
     #[test]

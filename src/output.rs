@@ -116,6 +116,42 @@ impl Record {
     }
 }
 
+/// A GET of `/` answered 200 at 2 ns (or at `resp_ts_ns`) for a request sent at 1 ns, between
+/// `client` and `server`, seen as `role` by `process`: the record the unit tests start from.
+#[cfg(test)]
+pub(crate) fn served_get(
+    client: &str,
+    server: &str,
+    role: Role,
+    process: Option<ProcessRecord>,
+    resp_ts_ns: Option<u64>,
+) -> Record {
+    use wirelens_protocols::http::{HttpRequest, HttpResponse};
+    use wirelens_protocols::Outcome;
+    let ex = Exchange {
+        req_ts_ns: 1,
+        resp_ts_ns: Some(resp_ts_ns.unwrap_or(2)),
+        request: Request::Http(HttpRequest {
+            method: "GET".into(),
+            route: None,
+            path: "/".into(),
+            host: None,
+        }),
+        response: Some(Response::Http(HttpResponse {
+            status: 200,
+            body_bytes: 0,
+        })),
+        outcome: Outcome::Complete,
+        truncated: false,
+        trace: None,
+    };
+    let (c, s): (SocketAddr, SocketAddr) = match (client.parse(), server.parse()) {
+        (Ok(c), Ok(s)) => (c, s),
+        _ => panic!("test addresses {client} {server}"),
+    };
+    Record::new(ex, role, c, s, process)
+}
+
 /// Output formats of `run` and `replay`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -240,8 +276,6 @@ fn table_row(r: &Record) -> String {
 mod tests {
     use super::*;
     use std::sync::{Arc, Mutex};
-    use wirelens_protocols::http::{HttpRequest, HttpResponse};
-    use wirelens_protocols::Outcome;
 
     /// A sink whose bytes the test can read after the writer took it.
     #[derive(Clone, Default)]
@@ -261,26 +295,13 @@ mod tests {
     }
 
     fn record() -> Record {
-        let ex = Exchange {
-            req_ts_ns: 1,
-            resp_ts_ns: Some(5),
-            request: Request::Http(HttpRequest {
-                method: "GET".into(),
-                path: "/a".into(),
-                route: None,
-                host: None,
-            }),
-            response: Some(Response::Http(HttpResponse {
-                status: 200,
-                body_bytes: 0,
-            })),
-            outcome: Outcome::Complete,
-            truncated: false,
-            trace: None,
-        };
-        let a: SocketAddr = "127.0.0.1:4000".parse().unwrap();
-        let b: SocketAddr = "127.0.0.1:80".parse().unwrap();
-        Record::new(ex, Role::Server, a, b, None)
+        served_get(
+            "127.0.0.1:4000",
+            "127.0.0.1:80",
+            Role::Server,
+            None,
+            Some(5),
+        )
     }
 
     #[test]

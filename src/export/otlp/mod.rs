@@ -199,6 +199,20 @@ pub(crate) fn metadata(
     Ok(md)
 }
 
+/// The configured headers for reqwest (OTLP/HTTP).
+pub(crate) fn http_headers(
+    headers: &[(String, String)],
+) -> anyhow::Result<reqwest::header::HeaderMap> {
+    let mut map = reqwest::header::HeaderMap::new();
+    for (k, v) in headers {
+        map.insert(
+            reqwest::header::HeaderName::try_from(k.as_str())?,
+            reqwest::header::HeaderValue::try_from(v.as_str())?,
+        );
+    }
+    Ok(map)
+}
+
 fn now_ns() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

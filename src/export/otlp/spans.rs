@@ -335,32 +335,12 @@ mod tests {
     }
 
     fn served_by(comm: &str, pod: Option<&crate::k8s::SharedK8s>) -> SpanItem {
-        use wirelens_protocols::http::{HttpRequest, HttpResponse};
-        use wirelens_protocols::{Exchange, Outcome};
-        let ex = Exchange {
-            req_ts_ns: 1,
-            resp_ts_ns: Some(2),
-            request: Request::Http(HttpRequest {
-                method: "GET".into(),
-                route: None,
-                path: "/".into(),
-                host: None,
-            }),
-            response: Some(Response::Http(HttpResponse {
-                status: 200,
-                body_bytes: 0,
-            })),
-            outcome: Outcome::Complete,
-            truncated: false,
-            trace: None,
-        };
         let process = Some(crate::output::ProcessRecord {
             pid: 7,
             comm: comm.into(),
         });
-        let a = "10.0.0.2:40000".parse().expect("literal");
-        let b = "10.0.0.1:80".parse().expect("literal");
-        let mut r = Record::new(ex, Role::Server, a, b, process);
+        let mut r =
+            crate::output::served_get("10.0.0.2:40000", "10.0.0.1:80", Role::Server, process, None);
         r.k8s = pod.cloned();
         (r, new_trace_id(), None)
     }

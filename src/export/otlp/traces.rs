@@ -80,13 +80,7 @@ impl TracesClient {
                 timeout: t.timeout,
             }),
             Protocol::HttpProtobuf => {
-                let mut headers = reqwest::header::HeaderMap::new();
-                for (k, v) in &t.headers {
-                    headers.insert(
-                        reqwest::header::HeaderName::try_from(k.as_str())?,
-                        reqwest::header::HeaderValue::try_from(v.as_str())?,
-                    );
-                }
+                let headers = super::http_headers(&t.headers)?;
                 Ok(TracesClient::Http {
                     client: reqwest::Client::builder().timeout(t.timeout).build()?,
                     url: t.url.clone(),
