@@ -267,25 +267,16 @@ impl MetricsClient {
     /// Connects lazily: a collector that is not there yet is not an error here.
     pub fn new(t: &SignalTarget) -> anyhow::Result<MetricsClient> {
         match t.protocol {
-            Protocol::Grpc => {
-                let channel = tonic::transport::Channel::from_shared(t.url.clone())?
-                    .connect_timeout(t.timeout)
-                    .timeout(t.timeout)
-                    .connect_lazy();
-                Ok(MetricsClient::Grpc {
-                    client: MetricsServiceClient::new(channel),
-                    headers: super::metadata(&t.headers)?,
-                    timeout: t.timeout,
-                })
-            }
-            Protocol::HttpProtobuf => {
-                let headers = super::http_headers(&t.headers)?;
-                Ok(MetricsClient::Http {
-                    client: reqwest::Client::builder().timeout(t.timeout).build()?,
-                    url: t.url.clone(),
-                    headers,
-                })
-            }
+            Protocol::Grpc => Ok(MetricsClient::Grpc {
+                client: MetricsServiceClient::new(super::grpc_channel(t)?),
+                headers: super::metadata(&t.headers)?,
+                timeout: t.timeout,
+            }),
+            Protocol::HttpProtobuf => Ok(MetricsClient::Http {
+                client: super::http_client(t)?,
+                url: t.url.clone(),
+                headers: super::http_headers(&t.headers)?,
+            }),
         }
     }
 

@@ -199,6 +199,19 @@ pub(crate) fn metadata(
     Ok(md)
 }
 
+/// A gRPC channel to the signal's endpoint, connected on first use.
+pub(crate) fn grpc_channel(t: &config::SignalTarget) -> anyhow::Result<tonic::transport::Channel> {
+    Ok(tonic::transport::Channel::from_shared(t.url.clone())?
+        .connect_timeout(t.timeout)
+        .timeout(t.timeout)
+        .connect_lazy())
+}
+
+/// The HTTP client of a signal, with its time limit.
+pub(crate) fn http_client(t: &config::SignalTarget) -> anyhow::Result<reqwest::Client> {
+    Ok(reqwest::Client::builder().timeout(t.timeout).build()?)
+}
+
 /// The configured headers for reqwest (OTLP/HTTP).
 pub(crate) fn http_headers(
     headers: &[(String, String)],

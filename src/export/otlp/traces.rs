@@ -72,21 +72,15 @@ impl TracesClient {
     pub fn new(t: &SignalTarget) -> anyhow::Result<TracesClient> {
         match t.protocol {
             Protocol::Grpc => Ok(TracesClient::Grpc {
-                channel: tonic::transport::Channel::from_shared(t.url.clone())?
-                    .connect_timeout(t.timeout)
-                    .timeout(t.timeout)
-                    .connect_lazy(),
+                channel: super::grpc_channel(t)?,
                 headers: super::metadata(&t.headers)?,
                 timeout: t.timeout,
             }),
-            Protocol::HttpProtobuf => {
-                let headers = super::http_headers(&t.headers)?;
-                Ok(TracesClient::Http {
-                    client: reqwest::Client::builder().timeout(t.timeout).build()?,
-                    url: t.url.clone(),
-                    headers,
-                })
-            }
+            Protocol::HttpProtobuf => Ok(TracesClient::Http {
+                client: super::http_client(t)?,
+                url: t.url.clone(),
+                headers: super::http_headers(&t.headers)?,
+            }),
         }
     }
 
