@@ -10,7 +10,10 @@
 //! Statements" (modifiers such as `LOW_PRIORITY`, `IGNORE`, `INSERT ... SET`, multi-table
 //! `DELETE`/`UPDATE`, `REPLACE`), 15.8.1 `DESCRIBE`/`EXPLAIN`.
 
+use std::cell::RefCell;
+
 use super::lex::{Dialect, Kind, Lexer, Token};
+use super::memo::{Memo, MAX_TEXT};
 
 /// Tokens kept for one statement: enough for any realistic statement head, and a bound on
 /// the memory a huge captured text can take.
@@ -97,15 +100,46 @@ fn first_statement(query: &str, dialect: Dialect) -> Vec<Token> {
     toks
 }
 
+type Described = (Option<String>, Option<String>);
+
+thread_local! {
+    /// Texts without literals described before (see [`super::memo`]).
+    static MEMO: RefCell<Memo<Described>> = RefCell::new(Memo::new());
+}
+
 /// See [`super::describe`].
-pub(crate) fn describe(query: &str, dialect: Dialect) -> (Option<String>, Option<String>) {
+pub(crate) fn describe(query: &str, dialect: Dialect) -> Described {
+    let cacheable = query.len() <= MAX_TEXT;
+    if cacheable {
+        let kept = MEMO
+            .try_with(|m| m.try_borrow().ok()?.get(query, dialect))
+            .ok()
+            .flatten();
+        if let Some(v) = kept {
+            return v;
+        }
+    }
+    let (described, literals) = fresh(query, dialect);
+    if cacheable && !literals {
+        let _ = MEMO.try_with(|m| {
+            if let Ok(mut m) = m.try_borrow_mut() {
+                m.put(query, dialect, described.clone());
+            }
+        });
+    }
+    described
+}
+
+/// The description, and whether the statement read holds a literal.
+fn fresh(query: &str, dialect: Dialect) -> (Described, bool) {
     let toks = first_statement(query, dialect);
     let s = Stmt {
         src: query,
         toks: &toks,
     };
     let mut budget = BUDGET;
-    s.describe(&mut budget)
+    let literals = toks.iter().any(|t| matches!(t.kind, Kind::Num | Kind::Str));
+    (s.describe(&mut budget), literals)
 }
 
 /// A run of tokens with its source text.
@@ -447,4 +481,38 @@ fn unquote(text: &str) -> String {
         .unwrap_or(text);
     let doubled: String = [q, q].iter().collect();
     inner.replace(&doubled, &q.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A text described again is answered from the cache only when it has no literal, and the
+    /// answer is the one a fresh pass gives.
+    #[test]
+    fn kept_texts_are_described_as_a_fresh_pass_would() {
+        let cases = [
+            (
+                "SELECT abalance FROM pgbench_accounts WHERE aid = $1;",
+                true,
+            ),
+            ("UPDATE \"Orders\" SET total = ? WHERE id = ?", true),
+            ("BEGIN", true),
+            (
+                "SELECT abalance FROM pgbench_accounts WHERE aid = 42;",
+                false,
+            ),
+            ("INSERT INTO t (a) VALUES ('x')", false),
+        ];
+        for (q, kept) in cases {
+            for d in [Dialect::Mysql, Dialect::Postgres] {
+                let want = fresh(q, d).0;
+                assert!(want.0.is_some(), "{q}");
+                assert_eq!(describe(q, d), want, "{q}");
+                assert_eq!(describe(q, d), want, "{q}, again");
+                let cached = MEMO.with(|m| m.borrow().get(q, d));
+                assert_eq!(cached.is_some(), kept, "{q}");
+            }
+        }
+    }
 }

@@ -9,6 +9,7 @@
 
 mod describe;
 mod lex;
+mod memo;
 mod obfuscate;
 
 pub use lex::Dialect;

@@ -4,7 +4,10 @@
 //! a literal list and the skipping of extra `VALUES` rows only move forward, so the work is
 //! linear in the number of tokens.
 
+use std::cell::RefCell;
+
 use super::lex::{Dialect, Kind, Lexer, Token};
+use super::memo::{Memo, MAX_TEXT};
 
 /// What an open parenthesis holds, as far as obfuscation cares.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,9 +62,39 @@ impl Out {
     }
 }
 
+thread_local! {
+    /// Texts without literals obfuscated before (see [`super::memo`]).
+    static MEMO: RefCell<Memo<String>> = RefCell::new(Memo::new());
+}
+
 /// See [`super::obfuscate`].
 pub(crate) fn obfuscate(query: &str, dialect: Dialect) -> String {
+    let cacheable = query.len() <= MAX_TEXT;
+    if cacheable {
+        let kept = MEMO
+            .try_with(|m| m.try_borrow().ok()?.get(query, dialect))
+            .ok()
+            .flatten();
+        if let Some(v) = kept {
+            return v;
+        }
+    }
+    let (out, literals) = strip(query, dialect);
+    if cacheable && !literals {
+        let _ = MEMO.try_with(|m| {
+            if let Ok(mut m) = m.try_borrow_mut() {
+                m.put(query, dialect, out.clone());
+            }
+        });
+    }
+    out
+}
+
+/// The obfuscated text, and whether any literal was replaced.
+fn strip(query: &str, dialect: Dialect) -> (String, bool) {
     let toks: Vec<Token> = Lexer::with_dialect(query, dialect).collect();
+    // Also those in a collapsed list or a dropped VALUES row; `"..."` strings are added below.
+    let mut literals = toks.iter().any(|t| matches!(t.kind, Kind::Num | Kind::Str));
     let mut out = Out {
         s: String::with_capacity(query.len().min(1 << 20)),
         last: Last::Start,
@@ -97,13 +130,14 @@ pub(crate) fn obfuscate(query: &str, dialect: Dialect) -> String {
                 }
             }
             Kind::Quoted if string_in_quotes(query, &toks, i, stack.last().copied()) => {
+                literals = true;
                 out.push("?", t.space)
             }
             _ => out.push(text, t.space),
         }
         i += 1;
     }
-    out.s
+    (out.s, literals)
 }
 
 fn kind(toks: &[Token], i: usize) -> Option<Kind> {
@@ -228,4 +262,40 @@ fn skip_rows(src: &str, toks: &[Token], close: usize) -> usize {
         }
     }
     i
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A text obfuscated again is answered from the cache only when it has no literal
+    /// (strings, numbers, MySQL `"..."` strings, lists of them), and the answer is the one a
+    /// fresh pass gives.
+    #[test]
+    fn kept_texts_are_obfuscated_as_a_fresh_pass_would() {
+        let cases = [
+            (
+                "SELECT abalance FROM pgbench_accounts WHERE aid = $1;",
+                true,
+            ),
+            ("SELECT * FROM t WHERE id IN (?, ?, ?)", true),
+            ("COMMIT", true),
+            (
+                "SELECT abalance FROM pgbench_accounts WHERE aid = 42;",
+                false,
+            ),
+            ("SELECT * FROM t WHERE id IN (1, 2, 3)", false),
+            ("SELECT * FROM t WHERE name = \"bob\"", false),
+            ("INSERT INTO t VALUES (?, ?), (1, 'x')", false),
+        ];
+        for (q, kept) in cases {
+            for d in [Dialect::Mysql, Dialect::Postgres] {
+                let want = strip(q, d).0;
+                assert_eq!(obfuscate(q, d), want, "{q}");
+                assert_eq!(obfuscate(q, d), want, "{q}, again");
+                let cached = MEMO.with(|m| m.borrow().get(q, d));
+                assert_eq!(cached.is_some(), kept, "{q}");
+            }
+        }
+    }
 }
