@@ -530,10 +530,12 @@ def redis_benchmark(port, requests, conns, cpus, cg):
             "errors": 0, "elapsed_s": round(elapsed, 3)}
 
 
-def pgbench(port, seconds, conns, rate, cpus, cg, work, connect_each=False):
-    """pgbench -S (one SELECT per transaction) with per-transaction logs for percentiles."""
+def pgbench(port, seconds, conns, rate, cpus, cg, work, connect_each=False, protocol="simple"):
+    """pgbench -S (one SELECT per transaction) with per-transaction logs for percentiles;
+    `protocol` is pgbench's -M: simple, extended or prepared."""
     d = tempfile.mkdtemp(dir=work, prefix="pgbench-")
-    cmd = [f"{PG_BIN}/pgbench", "-n", "-S", "-c", str(conns), "-j", "1", "-T", str(seconds),
+    cmd = [f"{PG_BIN}/pgbench", "-n", "-S", "-M", protocol, "-c", str(conns), "-j", "1",
+           "-T", str(seconds),
            "-l", "--log-prefix", os.path.join(d, "tx"), "-h", "127.0.0.1", "-p", str(port),
            "-U", "postgres"]
     if rate:
