@@ -40,6 +40,19 @@ pub(crate) fn bytes(out: &mut Vec<u8>, field: u32, b: &[u8]) {
     out.extend_from_slice(b);
 }
 
+/// A `string` field made of `parts` written one after the other; nothing when empty.
+pub(crate) fn bytes_parts(out: &mut Vec<u8>, field: u32, parts: &[&str]) {
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    if len == 0 {
+        return;
+    }
+    tag(out, field, LEN);
+    varint(out, len as u64);
+    for p in parts {
+        out.extend_from_slice(p.as_bytes());
+    }
+}
+
 /// A varint field (`int64`, `uint32`, `bool`, an enum); nothing when 0.
 pub(crate) fn uint(out: &mut Vec<u8>, field: u32, v: u64) {
     if v == 0 {
@@ -70,17 +83,30 @@ pub(crate) fn fixed32(out: &mut Vec<u8>, field: u32, v: u32) {
 /// A message field (written even when empty, as a present sub-message is): `body` appends
 /// its fields, then the length goes in front of them.
 pub(crate) fn message(out: &mut Vec<u8>, field: u32, body: impl FnOnce(&mut Vec<u8>)) {
+    message_sized(out, field, 1, body)
+}
+
+/// [`message`] with room for a length of `guess` bytes kept in front of the body (2 below
+/// 16 KiB, 3 below 2 MiB): a body whose length needs another size is moved once, by the
+/// difference.
+pub(crate) fn message_sized(
+    out: &mut Vec<u8>,
+    field: u32,
+    guess: usize,
+    body: impl FnOnce(&mut Vec<u8>),
+) {
     tag(out, field, LEN);
-    // One byte is kept for the length, enough below 128 bytes; a longer body is moved up
-    // by the extra bytes its length needs.
     let at = out.len();
-    out.push(0);
+    out.resize(at + guess, 0);
     body(out);
-    let len = out.len() - at - 1;
-    let extra = varint_len(len as u64) - 1;
-    if extra > 0 {
-        out.resize(out.len() + extra, 0);
-        out.copy_within(at + 1..at + 1 + len, at + 1 + extra);
+    let len = out.len() - at - guess;
+    let need = varint_len(len as u64);
+    if need > guess {
+        out.resize(out.len() + need - guess, 0);
+        out.copy_within(at + guess..at + guess + len, at + need);
+    } else if need < guess {
+        out.copy_within(at + guess..at + guess + len, at + need);
+        out.truncate(at + need + len);
     }
     let (mut v, mut i) = (len as u64, at);
     while v >= 0x80 {
@@ -91,29 +117,41 @@ pub(crate) fn message(out: &mut Vec<u8>, field: u32, body: impl FnOnce(&mut Vec<
     out[i] = v as u8;
 }
 
+/// The bytes of a `string`/`bytes` field of `len` bytes, tag and length included.
+fn len_field(field: u32, len: usize) -> usize {
+    varint_len(u64::from(field << 3 | LEN)) + varint_len(len as u64) + len
+}
+
+/// A `KeyValue { key = 1; AnyValue value = 2 }` whose value takes `value_len` bytes, up to
+/// the value: the lengths are known in advance, so nothing is moved afterwards.
+fn kv_head(out: &mut Vec<u8>, field: u32, key: &str, value_len: usize) {
+    let key_len = if key.is_empty() {
+        0
+    } else {
+        len_field(1, key.len())
+    };
+    tag(out, field, LEN);
+    varint(out, (key_len + len_field(2, value_len)) as u64);
+    bytes(out, 1, key.as_bytes());
+    tag(out, 2, LEN);
+    varint(out, value_len as u64);
+}
+
 /// `KeyValue { key = 1; AnyValue value = 2 }`, the value a string (`AnyValue.string_value =
 /// 1`).
 pub(crate) fn kv_str(out: &mut Vec<u8>, field: u32, key: &str, value: &str) {
-    message(out, field, |m| {
-        bytes(m, 1, key.as_bytes());
-        message(m, 2, |v| {
-            // An empty string is still a string value: written, not left to the default.
-            tag(v, 1, LEN);
-            varint(v, value.len() as u64);
-            v.extend_from_slice(value.as_bytes());
-        });
-    });
+    kv_head(out, field, key, len_field(1, value.len()));
+    // An empty string is still a string value: written, not left to the default.
+    tag(out, 1, LEN);
+    varint(out, value.len() as u64);
+    out.extend_from_slice(value.as_bytes());
 }
 
 /// The same with an integer (`AnyValue.int_value = 3`, an `int64`).
 pub(crate) fn kv_int(out: &mut Vec<u8>, field: u32, key: &str, value: i64) {
-    message(out, field, |m| {
-        bytes(m, 1, key.as_bytes());
-        message(m, 2, |v| {
-            tag(v, 3, VARINT);
-            varint(v, value as u64);
-        });
-    });
+    kv_head(out, field, key, 1 + varint_len(value as u64));
+    tag(out, 3, VARINT);
+    varint(out, value as u64);
 }
 
 #[cfg(test)]
@@ -138,6 +176,29 @@ mod tests {
             varint(&mut out, v);
             assert_eq!(out.len(), varint_len(v), "{v}");
             assert_eq!(out.len(), prost::encoding::encoded_len_varint(v), "{v}");
+        }
+    }
+
+    /// A length room of any size gives the bytes prost writes, for bodies on both sides of
+    /// each varint size.
+    #[test]
+    fn sized_messages_match_prost() {
+        for n in [0, 1, 120, 126, 127, 128, 16_380, 16_381, 16_400, 70_000] {
+            let key = "k".repeat(n);
+            let want = opentelemetry_proto::tonic::resource::v1::Resource {
+                attributes: vec![KeyValue {
+                    key: key.clone(),
+                    ..KeyValue::default()
+                }],
+                ..Default::default()
+            }
+            .encode_to_vec();
+            for guess in 1..=3 {
+                let mut out = vec![7];
+                message_sized(&mut out, 1, guess, |m| bytes(m, 1, key.as_bytes()));
+                assert_eq!(out[0], 7);
+                assert_eq!(&out[1..], want.as_slice(), "{n} bytes, room {guess}");
+            }
         }
     }
 

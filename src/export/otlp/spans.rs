@@ -120,7 +120,7 @@ pub fn encode_span(
     if !err.is_empty() {
         a.str("error.type", &err);
     }
-    pb::bytes(out, 5, name.as_bytes());
+    name.write(out, 5);
     pb::message(out, 15, |st| {
         if !err.is_empty() {
             pb::bytes(st, 2, err.as_bytes());
@@ -174,21 +174,24 @@ pub fn request(items: &[SpanItem], resource: &ResourceOf<'_>, scope: (&str, &str
         same
     });
     let mut out = Vec::with_capacity(items.len() * 320 + groups.len() * 256);
+    // A group's ResourceSpans and ScopeSpans take up to a few hundred KiB: three bytes of
+    // length.
     for (service, pod, members) in &groups {
-        pb::message(&mut out, 1, |rs| {
+        pb::message_sized(&mut out, 1, 3, |rs| {
             pb::message(rs, 1, |res| {
                 for (k, v) in resource(service, pod) {
                     pb::kv_str(res, 1, &k, &v);
                 }
             });
-            pb::message(rs, 2, |ss| {
+            pb::message_sized(rs, 2, 3, |ss| {
                 pb::message(ss, 1, |sc| {
                     pb::bytes(sc, 1, scope.0.as_bytes());
                     pb::bytes(sc, 2, scope.1.as_bytes());
                 });
                 for &i in members {
                     let (r, trace, parent) = &items[i];
-                    pb::message(ss, 2, |sp| {
+                    // Most spans take 128 bytes to 16 KiB.
+                    pb::message_sized(ss, 2, 2, |sp| {
                         encode_span(sp, r, *trace, *parent, new_span_id());
                     });
                 }
@@ -214,8 +217,35 @@ fn peer(r: &Record, a: &mut impl Attrs) {
     a.int("client.port", i64::from(r.client.port));
 }
 
+/// A span name: one or two words (written with a space between), or one built for the span.
+enum Name<'r> {
+    One(&'r str),
+    Two(&'r str, &'r str),
+    Owned(String),
+}
+
+impl Name<'_> {
+    /// The name as a `string` field, with no copy of it made first.
+    fn write(&self, out: &mut Vec<u8>, field: u32) {
+        match self {
+            Name::One(s) => pb::bytes(out, field, s.as_bytes()),
+            Name::Two(a, b) => pb::bytes_parts(out, field, &[a, " ", b]),
+            Name::Owned(s) => pb::bytes(out, field, s.as_bytes()),
+        }
+    }
+
+    #[cfg(test)]
+    fn text(&self) -> String {
+        match self {
+            Name::One(s) => s.to_string(),
+            Name::Two(a, b) => format!("{a} {b}"),
+            Name::Owned(s) => s.clone(),
+        }
+    }
+}
+
 /// Writes the protocol's attributes; returns the span name.
-fn describe(r: &Record, a: &mut impl Attrs) -> String {
+fn describe<'r>(r: &'r Record, a: &mut impl Attrs) -> Name<'r> {
     peer(r, a);
     match &r.request {
         Request::Http(q) => {
@@ -246,32 +276,35 @@ fn describe(r: &Record, a: &mut impl Attrs) -> String {
                 a.int("http.response.status_code", i64::from(s.status));
             }
             let verb = if method == "_OTHER" { "HTTP" } else { method };
-            format!("{verb} {route}")
+            match &q.route {
+                Some(route) => Name::Two(verb, route),
+                None => Name::Owned(format!("{verb} {route}")),
+            }
         }
         Request::Mysql(q) => {
-            let op = q.operation.clone().unwrap_or_else(|| q.command.clone());
+            let op = q.operation.as_deref().unwrap_or(&q.command);
             let statement = q.query.as_deref().map(wirelens_protocols::sql::obfuscate);
-            db(a, "mysql", &op, q.table.as_deref(), statement);
+            db(a, "mysql", op, q.table.as_deref(), statement);
             if let Some(Response::Mysql(s)) = &r.response {
                 if let Some(code) = s.code {
                     a.str("db.response.status_code", &code.to_string());
                 }
             }
-            db_name(&op, q.table.as_deref(), "mysql")
+            db_name(op, q.table.as_deref(), "mysql")
         }
         Request::Pgsql(q) => {
-            let op = q.operation.clone().unwrap_or_default();
+            let op = q.operation.as_deref().unwrap_or_default();
             let statement = Some(wirelens_protocols::sql::obfuscate_as(
                 &q.query,
                 wirelens_protocols::sql::Dialect::Postgres,
             ));
-            db(a, "postgresql", &op, q.table.as_deref(), statement);
+            db(a, "postgresql", op, q.table.as_deref(), statement);
             if let Some(Response::Pgsql(s)) = &r.response {
                 if let Some(code) = &s.code {
                     a.str("db.response.status_code", code);
                 }
             }
-            db_name(&op, q.table.as_deref(), "postgresql")
+            db_name(op, q.table.as_deref(), "postgresql")
         }
         Request::Redis(q) => {
             db(a, "redis", &q.command, None, None);
@@ -285,9 +318,9 @@ fn describe(r: &Record, a: &mut impl Attrs) -> String {
                 a.int("dns.answers", i64::from(s.answers));
             }
             if q.qtype.is_empty() {
-                "DNS".to_string()
+                Name::One("DNS")
             } else {
-                q.qtype.clone()
+                Name::One(&q.qtype)
             }
         }
     }
@@ -314,11 +347,11 @@ fn db(
 
 /// `{db.operation.name} {db.collection.name}`, the operation alone, or the system
 /// (semantic conventions, "Database spans", name).
-fn db_name(op: &str, table: Option<&str>, system: &str) -> String {
+fn db_name<'r>(op: &'r str, table: Option<&'r str>, system: &'static str) -> Name<'r> {
     match (op.is_empty(), table.filter(|t| !t.is_empty())) {
-        (false, Some(t)) => format!("{op} {t}"),
-        (false, None) => op.to_string(),
-        (true, _) => system.to_string(),
+        (false, Some(t)) => Name::Two(op, t),
+        (false, None) => Name::One(op),
+        (true, _) => Name::One(system),
     }
 }
 
@@ -538,8 +571,23 @@ mod tests {
 
     #[test]
     fn names() {
-        assert_eq!(db_name("SELECT", Some("orders"), "mysql"), "SELECT orders");
-        assert_eq!(db_name("BEGIN", None, "mysql"), "BEGIN");
-        assert_eq!(db_name("", None, "postgresql"), "postgresql");
+        assert_eq!(
+            db_name("SELECT", Some("orders"), "mysql").text(),
+            "SELECT orders"
+        );
+        assert_eq!(db_name("BEGIN", None, "mysql").text(), "BEGIN");
+        assert_eq!(db_name("", None, "postgresql").text(), "postgresql");
+        for name in [
+            Name::Two("GET", "/users/{id}"),
+            Name::One("A"),
+            Name::One(""),
+            Name::Owned("x".repeat(200)),
+            Name::Two("SELECT", &"t".repeat(300)),
+        ] {
+            let (mut parts, mut whole) = (Vec::new(), Vec::new());
+            name.write(&mut parts, 5);
+            pb::bytes(&mut whole, 5, name.text().as_bytes());
+            assert_eq!(parts, whole, "{}", name.text());
+        }
     }
 }
