@@ -293,12 +293,14 @@ fn write_all(
             agg.observe_at(r, now);
         }
     }
-    for r in records.drain(..) {
-        writer.write(&r).context("writing a record")?;
-        if let Some(o) = otlp {
-            o.offer(r);
-        }
+    let written = records
+        .iter()
+        .try_for_each(|r| writer.write(r).context("writing a record"));
+    match otlp {
+        Some(o) => o.offer_all(records.drain(..)),
+        None => records.clear(),
     }
+    written?;
     writer.flush().context("flushing the output")?;
     Ok(())
 }

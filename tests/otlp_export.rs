@@ -363,6 +363,44 @@ fn collector_down_then_back_http() {
     collector_down_then_back(Wire::Http);
 }
 
+/// The pipeline offers a whole batch of records at once: as many as the queue has room for are
+/// queued, the rest dropped and counted, and every one of them is accounted for in the end.
+#[test]
+fn a_batch_larger_than_the_queue_is_cut_and_counted() {
+    let mut receiver = Receiver::start(Wire::Http);
+    receiver.stop();
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let _ctx = rt.enter();
+    let o = Otlp::start(&settings(&receiver, 8)).expect("exporter");
+    o.offer_all((0..20).map(|i| http_server("web", "GET", &format!("/a/{i}"), 200, MS)));
+    let h = o.health();
+    let spans: BTreeMap<_, _> = h.spans.iter().cloned().collect();
+    assert_eq!(spans["dropped_queue_full"], 12, "{h:?}");
+    assert_eq!(h.queued_spans, 8, "queued or in flight: {h:?}");
+    receiver.start_again();
+    o.offer_all((0..3).map(|i| http_server("web", "GET", &format!("/b/{i}"), 200, MS)));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let h = o.health();
+        let spans: BTreeMap<_, _> = h.spans.iter().cloned().collect();
+        let settled =
+            spans["exported"] + spans["dropped_queue_full"] + spans["dropped_export_failed"];
+        if h.queued_spans == 0 && settled == 23 {
+            // The first 8 were queued before the collector came back: sent or failed. The
+            // last 3 went to a collector that answers (or, with no room, were counted).
+            let sent = receiver.spans().len() as u64;
+            assert_eq!(sent, spans["exported"], "{h:?}");
+            assert!(
+                spans["exported"] >= 3 || spans["dropped_queue_full"] > 12,
+                "{h:?}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "{h:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// The sampling decision is the trace id's: with a ratio of 0.5, a trace id whose lower 63 bits
 /// are small is kept and a large one is not, for every record of that trace; 0.0 keeps none.
 #[test]

@@ -13,8 +13,9 @@
 //! holds one `ResourceMetrics` per service (see [`metrics`] for why not the SDK's meters).
 //!
 //! **Bounded memory.** The pipeline never waits for a collector: spans go through a queue of
-//! `otlp.queue_size` records (`try_send`; full: dropped and counted), one worker task exports
-//! them in batches of at most `otlp.batch_size`, one export call each; a batch whose export
+//! `otlp.queue_size` records (each batch of records the pipeline writes is one message, sent
+//! with `try_send`; what finds no room is dropped and counted), one worker task exports them
+//! in batches of at most `otlp.batch_size`, one export call each; a batch whose export
 //! failed, or the spans a collector refused, are dropped and counted. Metrics go through a queue of one pending
 //! request: a period whose request finds it full is dropped and counted, and the next one
 //! carries the cumulative values anyway. When the collector returns, the next export
@@ -53,6 +54,8 @@ pub struct OtlpCounters {
     pub spans_sampled_out: AtomicU64,
     /// Taken from the queue by the worker, not exported nor dropped yet.
     pub spans_in_flight: AtomicU64,
+    /// In the queue, not taken by the worker yet.
+    pub spans_queued: AtomicU64,
     pub span_exports_ok: AtomicU64,
     pub span_exports_failed: AtomicU64,
     pub metric_exports_ok: AtomicU64,
@@ -121,13 +124,9 @@ pub fn render_health(h: &OtlpHealth, out: &mut String) {
 
 /// The running exporter, owned by the pipeline.
 pub struct Otlp {
-    spans: Option<
-        mpsc::Sender<(
-            Record,
-            opentelemetry::trace::TraceId,
-            Option<opentelemetry::trace::SpanId>,
-        )>,
-    >,
+    /// The records of one call of [`Otlp::offer_all`] per message, bounded by
+    /// `queue_size` spans (`OtlpCounters::spans_queued`).
+    spans: Option<mpsc::Sender<Vec<SpanItem>>>,
     metrics: Option<mpsc::Sender<(ExportMetricsServiceRequest, usize)>>,
     counters: Arc<OtlpCounters>,
     starts: metrics::StartTimes,
@@ -285,15 +284,44 @@ impl Otlp {
     /// Queues the span of a record, unless sampled out or the queue is full (counted). The
     /// record moves into the queue: the pipeline offers it last, when written and counted.
     pub fn offer(&self, r: Record) {
+        self.offer_all(std::iter::once(r));
+    }
+
+    /// [`Otlp::offer`] for many records, queued as one message: the worker is woken once per
+    /// call, not per record. When the queue has room for only some of them, the first ones
+    /// are queued and the rest dropped and counted.
+    pub fn offer_all(&self, records: impl IntoIterator<Item = Record>) {
         let Some(tx) = &self.spans else { return };
-        let parent = spans::parent_of(&r);
-        let trace = parent.map_or_else(spans::new_trace_id, |(t, _)| t);
-        if !spans::sampled(trace, self.sampling_ratio) {
-            self.counters.spans_sampled_out.fetch_add(1, Relaxed);
+        let c = &self.counters;
+        let mut batch: Vec<SpanItem> = Vec::new();
+        let mut sampled_out = 0;
+        for r in records {
+            let parent = spans::parent_of(&r);
+            let trace = parent.map_or_else(spans::new_trace_id, |(t, _)| t);
+            if spans::sampled(trace, self.sampling_ratio) {
+                batch.push((r, trace, parent.map(|(_, s)| s)));
+            } else {
+                sampled_out += 1;
+            }
+        }
+        if sampled_out > 0 {
+            c.spans_sampled_out.fetch_add(sampled_out, Relaxed);
+        }
+        // One producer (the pipeline): reading then adding does not let the queue overfill.
+        let room = (self.queue_size as u64).saturating_sub(c.spans_queued.load(Relaxed));
+        if batch.len() as u64 > room {
+            let over = batch.len() as u64 - room;
+            batch.truncate(room as usize);
+            c.spans_dropped_queue_full.fetch_add(over, Relaxed);
+        }
+        if batch.is_empty() {
             return;
         }
-        if tx.try_send((r, trace, parent.map(|(_, s)| s))).is_err() {
-            self.counters.spans_dropped_queue_full.fetch_add(1, Relaxed);
+        let n = batch.len() as u64;
+        c.spans_queued.fetch_add(n, Relaxed);
+        if tx.try_send(batch).is_err() {
+            c.spans_queued.fetch_sub(n, Relaxed);
+            c.spans_dropped_queue_full.fetch_add(n, Relaxed);
         }
     }
 
@@ -331,11 +359,7 @@ impl Otlp {
             ],
             metric_requests_dropped: g(&c.metric_requests_dropped),
             metric_points_exported: g(&c.metric_points_exported),
-            queued_spans: self
-                .spans
-                .as_ref()
-                .map_or(0, |tx| (self.queue_size - tx.capacity()) as u64)
-                + g(&c.spans_in_flight),
+            queued_spans: g(&c.spans_queued) + g(&c.spans_in_flight),
         }
     }
 
@@ -401,19 +425,52 @@ impl Outage {
 
 async fn span_worker(
     mut client: traces::TracesClient,
-    mut rx: mpsc::Receiver<SpanItem>,
+    mut rx: mpsc::Receiver<Vec<SpanItem>>,
     batch_size: usize,
     resources: Arc<Resources>,
     c: Arc<OtlpCounters>,
 ) {
     let scope = ("wirelens", env!("CARGO_PKG_VERSION"));
     let outage = Outage::default();
-    let mut buf = Vec::with_capacity(batch_size);
-    while rx.recv_many(&mut buf, batch_size).await > 0 {
-        let n = buf.len() as u64;
+    let batch_size = batch_size.max(1);
+    // Messages taken from the queue, the first one from `skip` on (what is before was sent).
+    let mut msgs: Vec<Vec<SpanItem>> = Vec::new();
+    let mut skip = 0;
+    loop {
+        if msgs.is_empty() && rx.recv_many(&mut msgs, 64).await == 0 {
+            break;
+        }
+        // Top up to a full batch with what is already queued, without waiting.
+        let mut have: usize = msgs.iter().map(Vec::len).sum::<usize>() - skip;
+        while have < batch_size {
+            match rx.try_recv() {
+                Ok(m) => {
+                    have += m.len();
+                    msgs.push(m);
+                }
+                Err(_) => break,
+            }
+        }
+        // The batch: up to `batch_size` spans from the messages, in order, not moved.
+        let mut items: Vec<&SpanItem> = Vec::with_capacity(have.min(batch_size));
+        let (mut whole, mut rest) = (0, skip);
+        for m in &msgs {
+            let take = (m.len() - rest).min(batch_size - items.len());
+            items.extend(&m[rest..rest + take]);
+            if rest + take < m.len() {
+                rest += take;
+                break;
+            }
+            whole += 1;
+            rest = 0;
+        }
+        let n = items.len() as u64;
+        c.spans_queued.fetch_sub(n, Relaxed);
         c.spans_in_flight.fetch_add(n, Relaxed);
-        let body = spans::request(&buf, &|s, pod| resources.with_pod(s, pod), scope);
-        buf.clear();
+        let body = spans::request(&items, &|s, pod| resources.with_pod(s, pod), scope);
+        drop(items);
+        msgs.drain(..whole);
+        skip = rest;
         match client.export(body).await {
             Ok(refused) => {
                 let refused = refused.min(n);

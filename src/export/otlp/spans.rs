@@ -141,7 +141,7 @@ pub type ResourceOf<'a> = dyn Fn(&str, &[(&'static str, String)]) -> Vec<(String
 ///
 /// Records of a pod share its `k8s` object (crate::k8s): they are grouped by that object, and
 /// its attributes are written once per group, not per record.
-pub fn request(items: &[SpanItem], resource: &ResourceOf<'_>, scope: (&str, &str)) -> Vec<u8> {
+pub fn request(items: &[&SpanItem], resource: &ResourceOf<'_>, scope: (&str, &str)) -> Vec<u8> {
     type Group = (String, Vec<(&'static str, String)>, Vec<usize>);
     let mut hosts: std::collections::BTreeMap<&str, usize> = Default::default();
     let mut pods: std::collections::HashMap<*const (), usize> = Default::default();
@@ -452,8 +452,12 @@ mod tests {
         });
         let redis = Record::new(ex, Role::Client, a, b, process);
         let redis_trace = new_trace_id();
-        let items = vec![(web, trace, Some(parent)), (redis, redis_trace, None)];
-        let req = decode(&request(&items, &resource, SCOPE));
+        let items = [(web, trace, Some(parent)), (redis, redis_trace, None)];
+        let req = decode(&request(
+            &items.iter().collect::<Vec<_>>(),
+            &resource,
+            SCOPE,
+        ));
         assert_eq!(req.resource_spans.len(), 2);
         let mut got = Vec::new();
         for rs in &req.resource_spans {
@@ -540,7 +544,7 @@ mod tests {
         };
         // p1 twice over: the same pod's object made again after a metadata change.
         let (p1, p1_again, p2) = (pod("web-1"), pod("web-1"), pod("web-2"));
-        let items = vec![
+        let items = [
             served_by("b", None),
             served_by("nginx", Some(&p1)),
             served_by("a", None),
@@ -549,7 +553,8 @@ mod tests {
             served_by("a", None),
             served_by("nginx", Some(&p1)),
         ];
-        let got: Vec<(String, Option<String>, usize)> = decode(&request(&items, &resource, SCOPE))
+        let refs: Vec<&SpanItem> = items.iter().collect();
+        let got: Vec<(String, Option<String>, usize)> = decode(&request(&refs, &resource, SCOPE))
             .resource_spans
             .into_iter()
             .map(|rs| {
