@@ -3,6 +3,8 @@
 # (N writes of 100 bytes to a loopback TCP socket, then to /dev/null; src/bin/writeloop.rs):
 #   none      no BPF program attached
 #   floor     empty programs on the same tracepoints (the cost of the tracepoint path itself)
+#   rawfloor  instead, raw tracepoints on sys_enter/sys_exit that only test the syscall number
+#             (what the other kind of hook would cost; `wirelens bench-floor --raw`)
 #   filtered  the agent running, this process outside --pid (dropped in the kernel)
 #   captured  the agent capturing this process (100 B copied per write, parsed in user space)
 # For each: ns per write call (median of REPEAT runs) and the difference to the floor; for the
@@ -58,8 +60,10 @@ one_run() { # $1 = setup; prints "socket_ns devnull_ns prog_ns lost events agent
   agent=""
   local pat="^fl_(enter|exit)_write\$"
   case $setup in
-    floor)
-      taskset -c "$AGENT_CPU" "$BIN/wirelens" bench-floor 2>"$d/agent.err" & agent=$!
+    floor|rawfloor)
+      local raw=""
+      [ "$setup" = rawfloor ] && { raw="--raw"; pat="^fl_raw_(enter|exit)\$"; }
+      taskset -c "$AGENT_CPU" "$BIN/wirelens" bench-floor $raw 2>"$d/agent.err" & agent=$!
       until grep -q attached "$d/agent.err" 2>/dev/null; do sleep 0.05; done ;;
     filtered|captured)
       local target=$wpid
@@ -97,7 +101,7 @@ one_run() { # $1 = setup; prints "socket_ns devnull_ns prog_ns lost events agent
 
 declare -A rows
 for r in $(seq 1 "$REPEAT"); do
-  for setup in none floor filtered captured; do
+  for setup in none floor rawfloor filtered captured; do
     line=$(one_run "$setup")
     rows[$setup]+="$line"$'\n'
     echo "run $r $setup: $line" >&2
@@ -110,7 +114,7 @@ printf '\nns per 100-byte write, median of %s runs of %s writes (kernel %s, %s C
   "$REPEAT" "$N" "$(uname -r)" "$(nproc)"
 printf '%-10s %10s %10s %14s %14s %16s %8s %16s\n' setup socket /dev/null socket-floor devnull-floor "bpf ns/write" lost "agent ns/event"
 fs=$(col floor 1); fd=$(col floor 2)
-for setup in none floor filtered captured; do
+for setup in none floor rawfloor filtered captured; do
   awk -v n="$setup" -v s="$(col "$setup" 1)" -v d="$(col "$setup" 2)" -v fs="$fs" -v fd="$fd" \
       -v p="$(col "$setup" 3)" -v l="$(col "$setup" 4)" -v a="$(col "$setup" 6)" \
     'BEGIN { printf "%-10s %10.1f %10.1f %14.1f %14.1f %16s %8s %16s\n", n, s, d, s - fs, d - fd, p, l, a }'

@@ -66,7 +66,11 @@ enum Command {
     Check,
     /// Attach empty programs to the same tracepoints until SIGINT (overhead benchmark floor).
     #[command(hide = true)]
-    BenchFloor,
+    BenchFloor {
+        /// Raw tracepoints on sys_enter/sys_exit instead, testing the syscall number.
+        #[arg(long)]
+        raw: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -105,7 +109,7 @@ fn main() -> ExitCode {
             output,
             files,
         } => wirelens::replay_cmd::replay(&files, format, output.as_deref()),
-        Command::BenchFloor => wirelens::floor::run(),
+        Command::BenchFloor { raw } => wirelens::floor::run(raw),
         Command::Check => {
             return if wirelens::preflight::check() {
                 ExitCode::SUCCESS
