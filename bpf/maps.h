@@ -24,6 +24,24 @@ struct wl_args {
 	__u8 _pad;
 };
 
+/* Per thread (task-local storage): the call in flight, and the thread's filter verdict
+ * (enum wl_verdict), valid while both filter generations and the thread's cgroup are those
+ * it was decided with (see `excluded`). */
+struct wl_task {
+	struct wl_args args;
+	__u64 verdict_gen_user;
+	__u64 verdict_gen_kernel;
+	__u64 verdict_cgroup;
+	__u8 verdict;
+	__u8 _pad[7];
+};
+
+enum wl_verdict {
+	WL_VERDICT_NONE = 0,
+	WL_VERDICT_KEEP = 1,
+	WL_VERDICT_DROP = 2,
+};
+
 /* Per-CPU scratch space for one data event: header plus payload. The payload area is twice
  * the largest capture so that masked offsets plus bounded lengths stay inside it. */
 struct wl_scratch {
@@ -47,7 +65,7 @@ struct {
 	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, int);
-	__type(value, struct wl_args);
+	__type(value, struct wl_task);
 } inflight SEC(".maps");
 
 /* pid_tgid -> fd of a connect() in flight. */
@@ -66,6 +84,16 @@ struct {
 	__type(key, __u32);
 	__type(value, struct wl_settings);
 } settings SEC(".maps");
+
+/* Filter generations: [0] written by user space after each change of the decisions or
+ * settings (values never repeat), [1] incremented here when the kernel removes a decision
+ * that live threads may still use. A thread's cached verdict holds while both are unchanged. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, __u64);
+} filter_gen SEC(".maps");
 
 /* tgid -> enum wl_decision. */
 struct {

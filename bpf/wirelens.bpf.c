@@ -54,24 +54,72 @@ static __always_inline struct wl_settings *get_settings(void)
 	return bpf_map_lookup_elem(&settings, &zero);
 }
 
+static __always_inline __u64 filter_gen_of(__u32 which)
+{
+	__u64 *g = bpf_map_lookup_elem(&filter_gen, &which);
+	return g ? *g : 0;
+}
+
+/* After the kernel removed a decision that other threads may have cached. */
+static __always_inline void filter_changed(void)
+{
+	__u32 k = 1;
+	__u64 *g = bpf_map_lookup_elem(&filter_gen, &k);
+	if (g)
+		__sync_fetch_and_add(g, 1);
+}
+
+/* The decision from the maps: the tgid's, else the cgroup's, else `undecided`. */
+static __always_inline int decide(struct wl_settings *st, __u32 tgid, __u64 cg)
+{
+	__u8 *d = bpf_map_lookup_elem(&tgid_filter, &tgid);
+	if (d)
+		return *d == WL_DROP;
+	d = bpf_map_lookup_elem(&cgroup_filter, &cg);
+	if (d)
+		return *d == WL_DROP;
+	return st->undecided_drop;
+}
+
 /* True when calls of this process are to be dropped here: the agent itself, and, when
  * filtering, a process whose tgid or cgroup is decided `drop`, or an undecided one when
- * undecided processes are dropped. */
-static __always_inline int excluded(__u32 tgid)
+ * undecided processes are dropped.
+ *
+ * The verdict is kept in the thread's task-local storage with the two filter generations
+ * and the cgroup it was made with: while none of them changes, one storage lookup and two
+ * array reads replace the two hash lookups. The generations are read before the maps, and
+ * every writer changes a map before its generation, so a verdict is never stamped with a
+ * generation newer than the maps it was read from. */
+static __always_inline int excluded_as(__u32 tgid, struct wl_task **task)
 {
 	if (tgid == self_tgid)
 		return 1;
 	struct wl_settings *st = get_settings();
 	if (!st || !st->filter)
 		return 0;
-	__u8 *d = bpf_map_lookup_elem(&tgid_filter, &tgid);
-	if (d)
-		return *d == WL_DROP;
+	__u64 gu = filter_gen_of(0), gk = filter_gen_of(1);
 	__u64 cg = bpf_get_current_cgroup_id();
-	d = bpf_map_lookup_elem(&cgroup_filter, &cg);
-	if (d)
-		return *d == WL_DROP;
-	return st->undecided_drop;
+	struct wl_task *t = bpf_task_storage_get(&inflight, bpf_get_current_task_btf(), 0,
+						 BPF_LOCAL_STORAGE_GET_F_CREATE);
+	*task = t;
+	if (t && t->verdict != WL_VERDICT_NONE && t->verdict_gen_user == gu &&
+	    t->verdict_gen_kernel == gk && t->verdict_cgroup == cg)
+		return t->verdict == WL_VERDICT_DROP;
+	int drop = decide(st, tgid, cg);
+	if (t) {
+		t->verdict = drop ? WL_VERDICT_DROP : WL_VERDICT_KEEP;
+		t->verdict_gen_user = gu;
+		t->verdict_gen_kernel = gk;
+		t->verdict_cgroup = cg;
+	}
+	return drop;
+}
+
+/* `excluded_as` for callers that do not need the thread's storage. */
+static __always_inline int excluded(__u32 tgid)
+{
+	struct wl_task *t = NULL;
+	return excluded_as(tgid, &t);
 }
 
 static __always_inline int is_loopback(__u16 family, const __u8 *a)
@@ -225,7 +273,9 @@ static __always_inline int data_enter(__s32 fd, __u64 buf, __u64 iovlen, __u8 di
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tgid = id >> 32;
-	if (excluded(tgid))
+	/* The thread's storage, when the filter test already got it. */
+	struct wl_task *t = NULL;
+	if (excluded_as(tgid, &t))
 		return 0;
 	struct wl_conn_key key = { .tgid = tgid, .fd = fd };
 	struct wl_conn *c = bpf_map_lookup_elem(&conn_table, &key);
@@ -233,12 +283,14 @@ static __always_inline int data_enter(__s32 fd, __u64 buf, __u64 iovlen, __u8 di
 		c = track(tgid, fd, WL_ROLE_UNKNOWN);
 	if (!c || c->protocol == WL_PROTO_IGNORED)
 		return 0;
-	struct wl_args *a = bpf_task_storage_get(&inflight, bpf_get_current_task_btf(), 0,
-						 BPF_LOCAL_STORAGE_GET_F_CREATE);
-	if (!a) {
+	if (!t)
+		t = bpf_task_storage_get(&inflight, bpf_get_current_task_btf(), 0,
+					 BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!t) {
 		count(WL_CNT_INFLIGHT_FULL);
 		return 0;
 	}
+	struct wl_args *a = &t->args;
 	a->buf = buf;
 	a->iovlen = iovlen;
 	a->addr = addr;
@@ -502,8 +554,11 @@ static long mmsg_one(__u64 i, void *ctx)
 static __always_inline int take_args(struct wl_args *out)
 {
 	/* An excluded process left nothing live in `inflight` at enter: one lookup decides. */
-	struct wl_args *a = bpf_task_storage_get(&inflight, bpf_get_current_task_btf(), 0, 0);
-	if (!a || !a->live)
+	struct wl_task *t = bpf_task_storage_get(&inflight, bpf_get_current_task_btf(), 0, 0);
+	if (!t)
+		return 0;
+	struct wl_args *a = &t->args;
+	if (!a->live)
 		return 0;
 	*out = *a;
 	a->live = 0;
@@ -715,7 +770,8 @@ int tp_sched_exec(struct trace_event_raw_sched_process_exec *ctx)
 	struct wl_settings *st = get_settings();
 	if (!st || !st->filter || !st->exec_redecide)
 		return 0;
-	bpf_map_delete_elem(&tgid_filter, &tgid);
+	if (bpf_map_delete_elem(&tgid_filter, &tgid) == 0)
+		filter_changed();
 	struct wl_exec_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
 		count(WL_CNT_RB_FULL_EXEC);
@@ -775,7 +831,10 @@ int tp_sched_exit(void *ctx)
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 pid = (__u32)id;
 	__u32 tgid = id >> 32;
-	bpf_map_delete_elem(&tgid_filter, &pid);
+	/* A thread's own entry (made at fork) goes with it; the leader's is the process's
+	 * decision, which its other threads, still running, may have cached. */
+	if (bpf_map_delete_elem(&tgid_filter, &pid) == 0 && pid == tgid)
+		filter_changed();
 	/* The last thread of the process: its fd table goes, and with it every connection it
 	 * did not close() (a PostgreSQL backend exits without closing its socket). The kernel
 	 * has already counted this thread out of signal->live here. The walk visits the whole

@@ -35,6 +35,30 @@ fn http_server(port: u16, prefix: &str, wrapper: &[&str]) -> Proc {
     }
 }
 
+/// The same server speaking HTTP/1.1, serving `dir`: a connection stays open between
+/// requests (for files that exist: an error response closes it), served by one thread of the
+/// server for its whole life.
+fn keepalive_http_server(port: u16, dir: &Path) -> Proc {
+    let child = Command::new("python3")
+        .args([
+            "-m",
+            "http.server",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+        ])
+        .args(["--protocol", "HTTP/1.1", "--directory"])
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting python3 -m http.server");
+    Proc {
+        child,
+        name: format!("http.server {port}"),
+    }
+}
+
 fn get(port: u16, path: &str) -> u16 {
     Client::connect(port).send(&[("GET", path)])[0]
 }
@@ -360,4 +384,70 @@ fn root_filters_reload_switches_over_and_refuses_a_broken_config() {
         ],
         "{stderr}"
     );
+}
+
+/// A reload reaches threads that were already deciding: each thread keeps its verdict in the
+/// kernel between calls (task-local storage), and a change of the filters must void it. Two
+/// connections stay open across the reload, each served by the same server thread before
+/// and after.
+#[test]
+fn root_filters_reload_reaches_connections_already_open() {
+    if !root_tests_enabled() {
+        return;
+    }
+    let _g = LIVE.lock().unwrap_or_else(|e| e.into_inner());
+    let (a, b) = (free_port(), free_port());
+    let dir = tempfile::tempdir().expect("tmp");
+    for name in ["before", "switch", "after"] {
+        std::fs::write(dir.path().join(name), "ok\n").expect("file");
+    }
+    let _sa = keepalive_http_server(a, dir.path());
+    let _sb = keepalive_http_server(b, dir.path());
+    wait_for_port(a);
+    wait_for_port(b);
+    let keep =
+        |port: u16| format!("filters:\n  include:\n    cmdline: [\"http.server {port} \"]\n");
+    let cfg = config_file(dir.path(), &keep(a));
+    let agent = Agent::start(&["--config".into(), cfg.display().to_string()]);
+    let (mut ca, mut cb) = (Client::connect(a), Client::connect(b));
+    for _ in 0..3 {
+        assert_eq!(ca.send(&[("GET", "/before")]), vec![200]);
+        assert_eq!(cb.send(&[("GET", "/before")]), vec![200]);
+    }
+    std::thread::sleep(Duration::from_millis(1100)); // a new mtime second on coarse clocks
+    std::fs::write(&cfg, keep(b)).expect("rewrite");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(&agent.stderr)
+        .unwrap_or_default()
+        .contains("configuration reloaded")
+    {
+        assert!(Instant::now() < deadline, "no reload");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Each server thread was already waiting in a read when the filters changed: that call
+    // entered under the old decision, which it keeps (decisions apply to the calls that
+    // start after them). Its request is not compared.
+    assert_eq!(ca.send(&[("GET", "/switch")]), vec![200]);
+    assert_eq!(cb.send(&[("GET", "/switch")]), vec![200]);
+    for _ in 0..3 {
+        assert_eq!(ca.send(&[("GET", "/after")]), vec![200]);
+        assert_eq!(cb.send(&[("GET", "/after")]), vec![200]);
+    }
+    drop((ca, cb));
+    let (records, stderr) = agent.stop();
+    let mut seen: Vec<(u64, String)> = records
+        .iter()
+        .map(|r| {
+            (
+                r["server"]["port"].as_u64().unwrap_or(0),
+                r["request"]["path"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .filter(|(_, path)| path != "/switch")
+        .collect();
+    seen.sort();
+    let mut want = vec![(a as u64, "/before".to_string()); 3];
+    want.extend(vec![(b as u64, "/after".to_string()); 3]);
+    want.sort();
+    assert_eq!(seen, want, "{stderr}");
 }

@@ -3,6 +3,7 @@
 //! programs are never reloaded.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use libbpf_rs::{MapCore, MapFlags, MapHandle};
 
@@ -32,7 +33,13 @@ pub struct ControlMaps {
     tgid_filter: MapHandle,
     cgroup_filter: MapHandle,
     port_filter: MapHandle,
+    filter_gen: MapHandle,
 }
+
+/// The next user-space filter generation. Values are never written twice (one counter for
+/// every handle of the process), so a thread's verdict stamped with a generation was read
+/// from maps at least as new as the change that wrote it.
+static NEXT_GEN: AtomicU64 = AtomicU64::new(1);
 
 fn map_err(what: &'static str) -> impl FnOnce(libbpf_rs::Error) -> CaptureError {
     move |source| CaptureError::Map { what, source }
@@ -54,6 +61,7 @@ impl ControlMaps {
             cgroup_filter: MapHandle::try_from(&maps.cgroup_filter)
                 .map_err(map_err("cgroup_filter"))?,
             port_filter: MapHandle::try_from(&maps.port_filter).map_err(map_err("port_filter"))?,
+            filter_gen: MapHandle::try_from(&maps.filter_gen).map_err(map_err("filter_gen"))?,
         })
     }
 
@@ -64,7 +72,17 @@ impl ControlMaps {
             cgroup_filter: MapHandle::try_from(&self.cgroup_filter)
                 .map_err(map_err("cgroup_filter"))?,
             port_filter: MapHandle::try_from(&self.port_filter).map_err(map_err("port_filter"))?,
+            filter_gen: MapHandle::try_from(&self.filter_gen).map_err(map_err("filter_gen"))?,
         })
+    }
+
+    /// Tells the programs that decisions or settings changed: the verdicts threads keep
+    /// (task-local storage) are made again at their next call. Called after every change.
+    fn changed(&self) -> Result<(), CaptureError> {
+        let g = NEXT_GEN.fetch_add(1, Ordering::Relaxed);
+        self.filter_gen
+            .update(&0u32.to_ne_bytes(), &g.to_ne_bytes(), MapFlags::ANY)
+            .map_err(map_err("filter_gen"))
     }
 
     pub fn write_settings(&self, s: &Settings) -> Result<(), CaptureError> {
@@ -81,14 +99,16 @@ impl ControlMaps {
         let bytes = unsafe { plain::as_bytes(&v) };
         self.settings
             .update(&0u32.to_ne_bytes(), bytes, MapFlags::ANY)
-            .map_err(map_err("settings"))
+            .map_err(map_err("settings"))?;
+        self.changed()
     }
 
     /// Keeps or drops a process (by tgid).
     pub fn decide_tgid(&self, tgid: u32, keep: bool) -> Result<(), CaptureError> {
         self.tgid_filter
             .update(&tgid.to_ne_bytes(), &[decision(keep)], MapFlags::ANY)
-            .map_err(map_err("tgid_filter"))
+            .map_err(map_err("tgid_filter"))?;
+        self.changed()
     }
 
     /// The tgids that have a decision.
@@ -101,11 +121,20 @@ impl ControlMaps {
     }
 
     pub fn forget_tgid(&self, tgid: u32) {
-        let _ = self.tgid_filter.delete(&tgid.to_ne_bytes());
+        if self.tgid_filter.delete(&tgid.to_ne_bytes()).is_ok() {
+            let _ = self.changed();
+        }
     }
 
     /// Replaces every cgroup decision with `decisions` (cgroup id, keep).
     pub fn set_cgroups(&self, decisions: &[(u64, bool)]) -> Result<(), CaptureError> {
+        let r = self.write_cgroups(decisions);
+        // Even a change cut short by an error changed the map.
+        let g = self.changed();
+        r.and(g)
+    }
+
+    fn write_cgroups(&self, decisions: &[(u64, bool)]) -> Result<(), CaptureError> {
         let keep: HashSet<u64> = decisions.iter().map(|(id, _)| *id).collect();
         let old: Vec<Vec<u8>> = self.cgroup_filter.keys().collect();
         for k in old {
