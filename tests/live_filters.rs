@@ -63,6 +63,37 @@ fn get(port: u16, path: &str) -> u16 {
     Client::connect(port).send(&[("GET", path)])[0]
 }
 
+/// Each record's server port and request path.
+fn served(records: &[Value]) -> Vec<(u64, String)> {
+    records
+        .iter()
+        .map(|r| {
+            (
+                r["server"]["port"].as_u64().unwrap_or(0),
+                r["request"]["path"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Waits (10 s at most) for `what` to be in the agent's log `n` times.
+fn wait_log(agent: &Agent, what: &str, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let log = std::fs::read_to_string(&agent.stderr).unwrap_or_default();
+        if log.matches(what).count() >= n {
+            return;
+        }
+        assert!(Instant::now() < deadline, "no `{what}` in the log:\n{log}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A config keeping only the `http.server` on `port`.
+fn keep_server(port: u16) -> String {
+    format!("filters:\n  include:\n    cmdline: [\"http.server {port} \"]\n")
+}
+
 fn ports_of(records: &[Value]) -> Vec<u64> {
     records
         .iter()
@@ -334,49 +365,27 @@ fn root_filters_reload_switches_over_and_refuses_a_broken_config() {
     wait_for_port(a);
     wait_for_port(b);
     let dir = tempfile::tempdir().expect("tmp");
-    let keep =
-        |port: u16| format!("filters:\n  include:\n    cmdline: [\"http.server {port} \"]\n");
-    let cfg = config_file(dir.path(), &keep(a));
+    let cfg = config_file(dir.path(), &keep_server(a));
     let agent = Agent::start(&["--config".into(), cfg.display().to_string()]);
-    let wait_log = |what: &str, n: usize| {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let log = std::fs::read_to_string(&agent.stderr).unwrap_or_default();
-            if log.matches(what).count() >= n {
-                return;
-            }
-            assert!(Instant::now() < deadline, "no `{what}` in the log:\n{log}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    };
     assert_eq!(get(a, "/phase1"), 404);
     assert_eq!(get(b, "/phase1"), 404);
     // Switch to b by rewriting the file (noticed by the watcher).
     std::thread::sleep(Duration::from_millis(1100)); // a new mtime second on coarse clocks
-    std::fs::write(&cfg, keep(b)).expect("rewrite");
-    wait_log("configuration reloaded", 1);
+    std::fs::write(&cfg, keep_server(b)).expect("rewrite");
+    wait_log(&agent, "configuration reloaded", 1);
     assert_eq!(get(a, "/phase2"), 404);
     assert_eq!(get(b, "/phase2"), 404);
     // A broken file is refused (SIGHUP also reloads); b stays kept.
     std::fs::write(&cfg, "filters:\n  include:\n    cmdline: [\"(unclosed\"]\n").expect("w");
     agent.proc.signal(libc::SIGHUP);
-    wait_log("configuration refused", 1);
+    wait_log(&agent, "configuration refused", 1);
     assert_eq!(get(a, "/phase3"), 404);
     assert_eq!(get(b, "/phase3"), 404);
     let log = std::fs::read_to_string(&agent.stderr).unwrap_or_default();
     assert!(log.contains("filters.include.cmdline[0]"), "{log}");
     let (records, stderr) = agent.stop();
-    let seen: Vec<(u64, String)> = records
-        .iter()
-        .map(|r| {
-            (
-                r["server"]["port"].as_u64().unwrap_or(0),
-                r["request"]["path"].as_str().unwrap_or("").to_string(),
-            )
-        })
-        .collect();
     assert_eq!(
-        seen,
+        served(&records),
         vec![
             (a as u64, "/phase1".to_string()),
             (b as u64, "/phase2".to_string()),
@@ -405,9 +414,7 @@ fn root_filters_reload_reaches_connections_already_open() {
     let _sb = keepalive_http_server(b, dir.path());
     wait_for_port(a);
     wait_for_port(b);
-    let keep =
-        |port: u16| format!("filters:\n  include:\n    cmdline: [\"http.server {port} \"]\n");
-    let cfg = config_file(dir.path(), &keep(a));
+    let cfg = config_file(dir.path(), &keep_server(a));
     let agent = Agent::start(&["--config".into(), cfg.display().to_string()]);
     let (mut ca, mut cb) = (Client::connect(a), Client::connect(b));
     for _ in 0..3 {
@@ -415,15 +422,8 @@ fn root_filters_reload_reaches_connections_already_open() {
         assert_eq!(cb.send(&[("GET", "/before")]), vec![200]);
     }
     std::thread::sleep(Duration::from_millis(1100)); // a new mtime second on coarse clocks
-    std::fs::write(&cfg, keep(b)).expect("rewrite");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !std::fs::read_to_string(&agent.stderr)
-        .unwrap_or_default()
-        .contains("configuration reloaded")
-    {
-        assert!(Instant::now() < deadline, "no reload");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    std::fs::write(&cfg, keep_server(b)).expect("rewrite");
+    wait_log(&agent, "configuration reloaded", 1);
     // Each server thread was already waiting in a read when the filters changed: that call
     // entered under the old decision, which it keeps (decisions apply to the calls that
     // start after them). Its request is not compared.
@@ -435,16 +435,8 @@ fn root_filters_reload_reaches_connections_already_open() {
     }
     drop((ca, cb));
     let (records, stderr) = agent.stop();
-    let mut seen: Vec<(u64, String)> = records
-        .iter()
-        .map(|r| {
-            (
-                r["server"]["port"].as_u64().unwrap_or(0),
-                r["request"]["path"].as_str().unwrap_or("").to_string(),
-            )
-        })
-        .filter(|(_, path)| path != "/switch")
-        .collect();
+    let mut seen = served(&records);
+    seen.retain(|(_, path)| path != "/switch");
     seen.sort();
     let mut want = vec![(a as u64, "/before".to_string()); 3];
     want.extend(vec![(b as u64, "/after".to_string()); 3]);

@@ -13,7 +13,7 @@
 use std::cell::RefCell;
 
 use super::lex::{Dialect, Kind, Lexer, Token};
-use super::memo::{Memo, MAX_TEXT};
+use super::memo::{cached, Memo};
 
 /// Tokens kept for one statement: enough for any realistic statement head, and a bound on
 /// the memory a huge captured text can take.
@@ -109,25 +109,7 @@ thread_local! {
 
 /// See [`super::describe`].
 pub(crate) fn describe(query: &str, dialect: Dialect) -> Described {
-    let cacheable = query.len() <= MAX_TEXT;
-    if cacheable {
-        let kept = MEMO
-            .try_with(|m| m.try_borrow().ok()?.get(query, dialect))
-            .ok()
-            .flatten();
-        if let Some(v) = kept {
-            return v;
-        }
-    }
-    let (described, literals) = fresh(query, dialect);
-    if cacheable && !literals {
-        let _ = MEMO.try_with(|m| {
-            if let Ok(mut m) = m.try_borrow_mut() {
-                m.put(query, dialect, described.clone());
-            }
-        });
-    }
-    described
+    cached(&MEMO, query, dialect, || fresh(query, dialect))
 }
 
 /// The description, and whether the statement read holds a literal.

@@ -16,6 +16,9 @@
 //! whole text to be equal (the hash only finds the set), and a new entry replaces the set's
 //! entries in turn.
 
+use std::cell::RefCell;
+use std::thread::LocalKey;
+
 use super::lex::Dialect;
 
 /// Sets of entries; a power of two.
@@ -23,7 +26,7 @@ const SETS: usize = 64;
 /// Entries per set.
 const WAYS: usize = 4;
 /// Longest text kept, in bytes.
-pub(crate) const MAX_TEXT: usize = 4096;
+const MAX_TEXT: usize = 4096;
 
 struct Entry<V> {
     hash: u64,
@@ -74,6 +77,35 @@ impl<V: Clone> Memo<V> {
             value,
         });
     }
+}
+
+/// What `fresh` makes of `text`, from the thread's `memo` when kept there. `fresh` also says
+/// whether the text holds a literal: only texts without one are kept.
+pub(crate) fn cached<V: Clone + 'static>(
+    memo: &'static LocalKey<RefCell<Memo<V>>>,
+    text: &str,
+    dialect: Dialect,
+    fresh: impl FnOnce() -> (V, bool),
+) -> V {
+    let cacheable = text.len() <= MAX_TEXT;
+    if cacheable {
+        let kept = memo
+            .try_with(|m| m.try_borrow().ok()?.get(text, dialect))
+            .ok()
+            .flatten();
+        if let Some(v) = kept {
+            return v;
+        }
+    }
+    let (value, literals) = fresh();
+    if cacheable && !literals {
+        let _ = memo.try_with(|m| {
+            if let Ok(mut m) = m.try_borrow_mut() {
+                m.put(text, dialect, value.clone());
+            }
+        });
+    }
+    value
 }
 
 fn set_of(h: u64) -> usize {

@@ -7,7 +7,7 @@
 use std::cell::RefCell;
 
 use super::lex::{Dialect, Kind, Lexer, Token};
-use super::memo::{Memo, MAX_TEXT};
+use super::memo::{cached, Memo};
 
 /// What an open parenthesis holds, as far as obfuscation cares.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,25 +69,7 @@ thread_local! {
 
 /// See [`super::obfuscate`].
 pub(crate) fn obfuscate(query: &str, dialect: Dialect) -> String {
-    let cacheable = query.len() <= MAX_TEXT;
-    if cacheable {
-        let kept = MEMO
-            .try_with(|m| m.try_borrow().ok()?.get(query, dialect))
-            .ok()
-            .flatten();
-        if let Some(v) = kept {
-            return v;
-        }
-    }
-    let (out, literals) = strip(query, dialect);
-    if cacheable && !literals {
-        let _ = MEMO.try_with(|m| {
-            if let Ok(mut m) = m.try_borrow_mut() {
-                m.put(query, dialect, out.clone());
-            }
-        });
-    }
-    out
+    cached(&MEMO, query, dialect, || strip(query, dialect))
 }
 
 /// The obfuscated text, and whether any literal was replaced.
