@@ -8,9 +8,11 @@
 #   filtered  the agent running, this process outside --pid (dropped in the kernel)
 #   captured  the agent capturing this process (100 B copied per write, parsed in user space)
 # For each: ns per write call (median of REPEAT runs) and the difference to the floor; for the
-# agent's setups also the kernel's own measure of its programs (bpf_stats: ns per run of the
-# write enter+exit programs), which is the probe cost without the noise of a 2-CPU machine,
-# and the events the agent lost.
+# setups with programs also the kernel's own measure of them (bpf_stats), which is the probe
+# cost without the noise of a 2-CPU machine, as ns per write of the workload: the programs on
+# sendto (the socket writes: a Rust TcpStream writes with send(2)), on recvfrom (the drain's
+# reads of those bytes; the drain is another process, so the agent capturing by pid filters
+# it out) and on write (the /dev/null writes); and the events the agent lost.
 # The writer and its drain are pinned to CPU 0, the agent to CPU 1 (when there are two).
 # Usage (root): [WIRELENS_BENCH_BIN=DIR] bench/syscall-overhead.sh [N=1000000] [REPEAT=3]
 set -euo pipefail
@@ -39,18 +41,27 @@ cleanup() {
 trap cleanup EXIT
 echo 1 >/proc/sys/kernel/bpf_stats_enabled
 
-# Sum of run_time_ns and run_cnt of the programs on sys_{enter,exit}_write named $1.
+# "run_time_ns run_cnt" summed over the programs whose names match each pattern given, one
+# line per pattern.
 prog_stats() {
-  bpftool prog show 2>/dev/null | awk -v pat="$1" '
-    /^[0-9]+:/ { keep = 0; for (i = 1; i <= NF; i++) if ($i == "name" && $(i+1) ~ pat) keep = 1 }
-    keep { for (i = 1; i <= NF; i++) { if ($i == "run_time_ns") t += $(i+1); if ($i == "run_cnt") c += $(i+1) } }
-    END { printf "%d %d\n", t, c }'
+  bpftool prog show 2>/dev/null | awk -v pats="$*" '
+    BEGIN { n = split(pats, pat, " ") }
+    /^[0-9]+:/ { keep = 0; for (i = 1; i <= NF; i++) if ($i == "name") for (j = 1; j <= n; j++) if ($(i+1) ~ pat[j]) keep = j }
+    keep { for (i = 1; i <= NF; i++) { if ($i == "run_time_ns") t[keep] += $(i+1); if ($i == "run_cnt") c[keep] += $(i+1) } }
+    END { for (j = 1; j <= n; j++) printf "%d %d\n", t[j], c[j] }'
+}
+
+# Program time between two prog_stats lines: ns per workload write ($3 = per), or ns per
+# enter + exit pair ($3 = pair); "-" when none ran.
+prog_delta() {
+  awk -v b="$1" -v a="$2" -v how="$3" -v n="$N" 'BEGIN { split(b, x, " "); split(a, y, " "); c = y[2] - x[2];
+    if (c <= 0) print "-"; else if (how == "pair") printf "%.1f", (y[1] - x[1]) / c * 2; else printf "%.1f", (y[1] - x[1]) / n }'
 }
 
 # CPU time (user + system) of process $1 so far, in ns.
 cpu_ns() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%d\n", ($14 + $15) * 1e9 / hz }' "/proc/$1/stat"; }
 
-one_run() { # $1 = setup; prints "socket_ns devnull_ns prog_ns lost events agent_ns_per_event"
+one_run() { # $1 = setup; prints "socket_ns devnull_ns lost events agent_ns_per_event sendto recvfrom write"
   local setup=$1 d="$tmp/$1.$RANDOM"
   mkdir -p "$d"
   taskset -c "$WORK_CPU" "$BIN/writeloop" "$N" "$d" >"$d/out" &
@@ -58,11 +69,11 @@ one_run() { # $1 = setup; prints "socket_ns devnull_ns prog_ns lost events agent
   until [ -s "$d/pid" ]; do sleep 0.02; done
   local wpid; wpid=$(cat "$d/pid")
   agent=""
-  local pat="^fl_(enter|exit)_write\$"
+  local prefix=fl how=per
   case $setup in
     floor|rawfloor)
       local raw=""
-      [ "$setup" = rawfloor ] && { raw="--raw"; pat="^fl_raw_(enter|exit)\$"; }
+      [ "$setup" = rawfloor ] && raw="--raw"
       taskset -c "$AGENT_CPU" "$BIN/wirelens" bench-floor $raw 2>"$d/agent.err" & agent=$!
       until grep -q attached "$d/agent.err" 2>/dev/null; do sleep 0.05; done ;;
     filtered|captured)
@@ -70,19 +81,30 @@ one_run() { # $1 = setup; prints "socket_ns devnull_ns prog_ns lost events agent
       [ "$setup" = filtered ] && target=1   # the agent watches only init
       taskset -c "$AGENT_CPU" "$BIN/wirelens" run --pid "$target" --output /dev/null 2>"$d/agent.err" & agent=$!
       until grep -q capturing "$d/agent.err" 2>/dev/null; do sleep 0.05; done
-      pat="^tp_(enter|exit)_write\$" ;;
+      prefix=tp ;;
   esac
+  local pats="^${prefix}_(enter|exit)_sendto\$ ^${prefix}_(enter|exit)_recvfrom\$ ^${prefix}_(enter|exit)_write\$"
+  # The raw tracepoints run for every syscall: their time per enter + exit pair instead.
+  [ "$setup" = rawfloor ] && { pats="^fl_raw_(enter|exit)\$"; how=pair; }
   local before after cpu0=0 cpu1=0
-  before=$(prog_stats "$pat")
+  before=$(prog_stats $pats)
   [ -n "$agent" ] && cpu0=$(cpu_ns "$agent")
   touch "$d/go"
   wait "$wl"
-  after=$(prog_stats "$pat")
+  after=$(prog_stats $pats)
   # Let the agent finish what is queued, then take its CPU time (its own work per event).
   [ -n "$agent" ] && { sleep 0.5; cpu1=$(cpu_ns "$agent"); }
-  local prog_ns="-"
+  local progs="- - -"
   if [ -n "$agent" ]; then
-    prog_ns=$(awk -v b="$before" -v a="$after" -v n="$N" 'BEGIN { split(b, x, " "); split(a, y, " "); c = y[2] - x[2]; if (c > 0) printf "%.1f", (y[1] - x[1]) / c * 2; else print "-" }')
+    progs=""
+    local i
+    for i in 1 2 3; do
+      local b a
+      b=$(sed -n "${i}p" <<<"$before"); a=$(sed -n "${i}p" <<<"$after")
+      if [ -z "$a" ]; then progs+=" -"; else progs+=" $(prog_delta "$b" "$a" "$how")"; fi
+    done
+    progs=${progs# }
+    [ "$setup" = rawfloor ] && progs="${progs%% *} - ${progs%% *}"
     kill -INT "$agent"; wait "$agent" || true
     agent=""
   fi
@@ -96,7 +118,7 @@ one_run() { # $1 = setup; prints "socket_ns devnull_ns prog_ns lost events agent
   if [ -n "${events:-}" ] && [ "${events:-0}" -gt 0 ]; then
     per_event=$(( (cpu1 - cpu0) / events ))
   fi
-  echo "$s $n $prog_ns ${lost:--} ${events:--} $per_event"
+  echo "$s $n ${lost:--} ${events:--} $per_event $progs"
 }
 
 declare -A rows
@@ -112,14 +134,18 @@ median() { grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}
 col() { printf '%s' "${rows[$1]}" | awk -v c="$2" '{print $c}' | median; }
 printf '\nns per 100-byte write, median of %s runs of %s writes (kernel %s, %s CPUs)\n' \
   "$REPEAT" "$N" "$(uname -r)" "$(nproc)"
-printf '%-10s %10s %10s %14s %14s %16s %8s %16s\n' setup socket /dev/null socket-floor devnull-floor "bpf ns/write" lost "agent ns/event"
+printf '%-10s %10s %10s %14s %14s %12s %12s %12s %8s %16s\n' setup socket /dev/null socket-floor devnull-floor \
+  "bpf sendto" "bpf recvfrom" "bpf write" lost "agent ns/event"
 fs=$(col floor 1); fd=$(col floor 2)
 for setup in none floor rawfloor filtered captured; do
   awk -v n="$setup" -v s="$(col "$setup" 1)" -v d="$(col "$setup" 2)" -v fs="$fs" -v fd="$fd" \
-      -v p="$(col "$setup" 3)" -v l="$(col "$setup" 4)" -v a="$(col "$setup" 6)" \
-    'BEGIN { printf "%-10s %10.1f %10.1f %14.1f %14.1f %16s %8s %16s\n", n, s, d, s - fs, d - fd, p, l, a }'
+      -v l="$(col "$setup" 3)" -v a="$(col "$setup" 5)" -v ps="$(col "$setup" 6)" \
+      -v pr="$(col "$setup" 7)" -v pw="$(col "$setup" 8)" \
+    'BEGIN { printf "%-10s %10.1f %10.1f %14.1f %14.1f %12s %12s %12s %8s %16s\n", n, s, d, s - fs, d - fd, ps, pr, pw, l, a }'
 done
-echo "captured: kernel_events per run $(col captured 5) of $N writes"
+echo "captured: kernel_events per run $(col captured 4) of $N writes"
 echo "targets: filtered <= floor + 50 ns; captured <= floor + 600 ns with lost = 0"
-echo "bpf ns/write: the agent's (or floor's) programs on sys_enter_write + sys_exit_write, as the kernel measures them"
+echo "bpf sendto / recvfrom / write: the kernel's measure (bpf_stats) of the programs on those syscalls' enter + exit,"
+echo "  in ns per write of the workload: the socket writes (sendto), the drain's reads of them (recvfrom, another"
+echo "  process), the /dev/null writes (write); rawfloor: ns per enter + exit pair of any syscall"
 echo "agent ns/event: the agent's CPU time (user + system, /proc) per event captured, while the workload ran"
