@@ -87,10 +87,13 @@ struct {
 
 /* Filter generations: [0] written by user space after each change of the decisions or
  * settings (values never repeat), [1] incremented here when the kernel removes a decision
- * that live threads may still use. A thread's cached verdict holds while both are unchanged. */
+ * that live threads may still use. A thread's cached verdict holds while both are unchanged.
+ * [2] is not a generation: non-zero while `cgroup_filter` holds a decision (written by user
+ * space before [0]); while it is zero, the programs neither read the thread's cgroup nor
+ * look it up. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 2);
+	__uint(max_entries, 3);
 	__type(key, __u32);
 	__type(value, __u64);
 } filter_gen SEC(".maps");

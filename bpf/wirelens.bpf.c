@@ -69,15 +69,18 @@ static __always_inline void filter_changed(void)
 		__sync_fetch_and_add(g, 1);
 }
 
-/* The decision from the maps: the tgid's, else the cgroup's, else `undecided`. */
+/* The decision from the maps: the tgid's, else the cgroup's (`cg` 0: no cgroup decisions),
+ * else `undecided`. */
 static __always_inline int decide(struct wl_settings *st, __u32 tgid, __u64 cg)
 {
 	__u8 *d = bpf_map_lookup_elem(&tgid_filter, &tgid);
 	if (d)
 		return *d == WL_DROP;
-	d = bpf_map_lookup_elem(&cgroup_filter, &cg);
-	if (d)
-		return *d == WL_DROP;
+	if (cg) {
+		d = bpf_map_lookup_elem(&cgroup_filter, &cg);
+		if (d)
+			return *d == WL_DROP;
+	}
 	return st->undecided_drop;
 }
 
@@ -98,7 +101,9 @@ static __always_inline int excluded_as(__u32 tgid, struct wl_task **task)
 	if (!st || !st->filter)
 		return 0;
 	__u64 gu = filter_gen_of(0), gk = filter_gen_of(1);
-	__u64 cg = bpf_get_current_cgroup_id();
+	/* Without cgroup decisions a thread's cgroup decides nothing: not read (the root
+	 * cgroup's id is 1, so 0 stands for none). */
+	__u64 cg = filter_gen_of(2) ? bpf_get_current_cgroup_id() : 0;
 	struct wl_task *t = bpf_task_storage_get(&inflight, bpf_get_current_task_btf(), 0,
 						 BPF_LOCAL_STORAGE_GET_F_CREATE);
 	*task = t;
@@ -355,6 +360,15 @@ static __always_inline __u64 wakeup_flags(void)
 									     : BPF_RB_NO_WAKEUP;
 }
 
+/* The current thread's name, read from its task_struct: two loads, where the helper
+ * bpf_get_current_comm copies and pads through a call. Bytes after the name's NUL may be
+ * left from a longer earlier name; user space stops at the NUL. */
+static __always_inline void current_comm(char out[16])
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	__builtin_memcpy(out, task->comm, 16);
+}
+
 /* A data event of `bytes` in direction `dir` was lost: the next event of the connection says
  * so. Saturates rather than wraps (user space then sees a gap too large to bridge, and
  * resynchronises). */
@@ -380,7 +394,7 @@ static __always_inline void emit_stash(struct wl_conn *c, __u8 dir, __u8 proto)
 	e.hdr.captured = n;
 	e.hdr.total = n;
 	e.hdr.ts_ns = bpf_ktime_get_ns();
-	bpf_get_current_comm(e.hdr.comm, sizeof(e.hdr.comm));
+	current_comm(e.hdr.comm);
 	e.hdr.conn = *c;
 	e.hdr.conn.protocol = proto;
 	/* Losses are reported by the event that follows, the one that made this stash go out. */
@@ -495,7 +509,7 @@ static __always_inline int emit_body(struct wl_args *ap, long ret, __u32 tgid)
 	}
 	__u64 n = clamp_len(got);
 	s->hdr.captured = n;
-	bpf_get_current_comm(s->hdr.comm, sizeof(s->hdr.comm));
+	current_comm(s->hdr.comm);
 	if (c->sock_type == WL_SOCK_DGRAM && c->lport == 0)
 		read_bound(c, args.fd);
 	s->hdr.conn = *c;

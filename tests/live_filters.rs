@@ -443,3 +443,97 @@ fn root_filters_reload_reaches_connections_already_open() {
     want.sort();
     assert_eq!(seen, want, "{stderr}");
 }
+
+/// The request lines the kernel sent, by the local port of the socket they were read on.
+struct RequestsSeen(std::sync::Arc<std::sync::Mutex<Vec<(u16, String)>>>);
+
+impl wirelens::capture::Sink for RequestsSeen {
+    fn event(&mut self, ev: &wirelens::event::SourceEvent) -> bool {
+        if let wirelens::event::SourceEvent::Data(d) = ev {
+            let line = String::from_utf8_lossy(&d.data);
+            let line = line.lines().next().unwrap_or("").to_string();
+            if let (Some(o), true) = (&d.observer, line.starts_with("GET ")) {
+                let mut seen = self.0.lock().unwrap_or_else(|e| e.into_inner());
+                seen.push((o.local.port(), line));
+            }
+        }
+        true
+    }
+
+    fn drained(&mut self, _: &wirelens::capture::CaptureCounters) -> bool {
+        true
+    }
+}
+
+/// The kernel's own cgroup decisions, with no decision for the processes' tgids (the agent
+/// decides every process it knows of by tgid too, so its runs do not show this): while the
+/// cgroup map holds decisions the programs look a thread's cgroup up, and while it is empty
+/// they do not even read it. Driven through the control maps directly.
+#[test]
+fn root_filters_cgroup_decisions_alone_decide_in_the_kernel() {
+    use std::os::unix::fs::MetadataExt;
+    use wirelens::capture::{control::Settings, Capture, CaptureConfig};
+    if !root_tests_enabled() {
+        return;
+    }
+    let _g = LIVE.lock().unwrap_or_else(|e| e.into_inner());
+    let one = Cgroup::new(&format!("wl-test-one-{}", std::process::id()));
+    let two = Cgroup::new(&format!("wl-test-two-{}", std::process::id()));
+    let (a, b) = (free_port(), free_port());
+    let _sa = http_server(
+        a,
+        &format!("echo $$ > {}/cgroup.procs;", one.0.display()),
+        &[],
+    );
+    let _sb = http_server(
+        b,
+        &format!("echo $$ > {}/cgroup.procs;", two.0.display()),
+        &[],
+    );
+    wait_for_port(a);
+    wait_for_port(b);
+    let id = |c: &Cgroup| std::fs::metadata(&c.0).expect("cgroup").ino();
+    let (id_one, id_two) = (id(&one), id(&two));
+    let settings = Settings {
+        proto_mask: u32::MAX,
+        filter: true,
+        undecided_drop: true,
+        ..Default::default()
+    };
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (exec_tx, _exec_rx) = std::sync::mpsc::channel();
+    let capture = Capture::start(
+        CaptureConfig::default(),
+        RequestsSeen(seen.clone()),
+        exec_tx,
+        Box::new(move |maps| {
+            maps.set_cgroups(&[(id_one, true), (id_two, false)])?;
+            maps.write_settings(&settings)
+        }),
+    )
+    .expect("loading the capture");
+    // Each request is a connection of its own, read by a fresh server thread.
+    assert_eq!(get(a, "/kept-by-cgroup"), 404);
+    assert_eq!(get(b, "/dropped-by-cgroup"), 404);
+    capture
+        .control
+        .set_cgroups(&[])
+        .expect("no cgroup decisions");
+    assert_eq!(get(a, "/undecided"), 404);
+    assert_eq!(get(b, "/undecided"), 404);
+    capture
+        .control
+        .set_cgroups(&[(id_two, true)])
+        .expect("keep the other cgroup");
+    assert_eq!(get(a, "/undecided-again"), 404);
+    assert_eq!(get(b, "/kept-after-all"), 404);
+    capture.stop().expect("the reader ended");
+    let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    seen.sort();
+    let mut want = vec![
+        (a, "GET /kept-by-cgroup HTTP/1.1".to_string()),
+        (b, "GET /kept-after-all HTTP/1.1".to_string()),
+    ];
+    want.sort();
+    assert_eq!(seen, want);
+}

@@ -129,9 +129,16 @@ impl ControlMaps {
     /// Replaces every cgroup decision with `decisions` (cgroup id, keep).
     pub fn set_cgroups(&self, decisions: &[(u64, bool)]) -> Result<(), CaptureError> {
         let r = self.write_cgroups(decisions);
-        // Even a change cut short by an error changed the map.
+        // Even a change cut short by an error changed the map. The programs read the
+        // thread's cgroup only while the map holds a decision (`filter_gen[2]`); that is
+        // written before the generation, so a verdict of the new generation saw it.
+        let any = u64::from(self.cgroup_filter.keys().next().is_some());
+        let p = self
+            .filter_gen
+            .update(&2u32.to_ne_bytes(), &any.to_ne_bytes(), MapFlags::ANY)
+            .map_err(map_err("filter_gen"));
         let g = self.changed();
-        r.and(g)
+        r.and(p).and(g)
     }
 
     fn write_cgroups(&self, decisions: &[(u64, bool)]) -> Result<(), CaptureError> {
