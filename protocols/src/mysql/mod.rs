@@ -80,7 +80,9 @@ pub struct MysqlResponse {
 /// - Uncaptured bytes inside a packet are skipped by its length and mark the exchange
 ///   `truncated`. A gap over a packet header loses the framing (`lost_in_gap`): the direction
 ///   resynchronises at the next chunk that starts like a command or a response; a response
-///   whose end was lost ends when the next one starts, with `rows` unknown.
+///   whose end was lost ends when the next one starts, with `rows` unknown. A command whose
+///   answer started in a gap makes no record (its status was not seen); `lost_in_gap` counts
+///   it.
 /// - At most [`MAX_PENDING`] commands wait, [`MAX_STATEMENTS`] statements are remembered, and
 ///   [`MAX_QUERY`] bytes of a statement are kept.
 pub struct MysqlParser {
@@ -141,7 +143,7 @@ impl ConnParser for MysqlParser {
     fn lost(&mut self, side: Side, ts_ns: u64, bytes: u64, out: &mut Vec<Exchange>) {
         self.push(Chunk::gap(side, ts_ns, bytes), out);
         if side == Side::Server {
-            self.session.answers_lost(ts_ns, out);
+            self.session.answers_lost();
         }
     }
 

@@ -267,16 +267,17 @@ impl Session {
                 self.absorb = None;
                 self.prev_server_seq = None;
                 match self.phase {
-                    Phase::Command => {
-                        if self.answering.is_none() {
-                            if let Some(front) = self.pending.pop_front() {
-                                self.answering = Some(Answer::new(front, ts));
-                            }
+                    // A gap inside a response being read: it ends when the next one starts,
+                    // cut short. A gap where no response was being read swallowed the start
+                    // of the oldest command's answer, and with it the status: that command
+                    // is forgotten (counted above, as HTTP does), so the next answer pairs
+                    // with the next command.
+                    Phase::Command => match &mut self.answering {
+                        Some(a) => a.lose(ts),
+                        None => {
+                            self.pending.pop_front();
                         }
-                        if let Some(a) = &mut self.answering {
-                            a.lose(ts);
-                        }
-                    }
+                    },
                     // The end of the authentication was lost: assume the command phase.
                     Phase::Greeted | Phase::Auth => self.phase = Phase::Command,
                     Phase::Start | Phase::Off => {}
@@ -438,20 +439,18 @@ impl Session {
 
     /// Whole calls of the server were lost (the capture could not queue them), reported
     /// before the connection's next call. The classic protocol answers one command before
-    /// the next is read, so every command still waiting was answered inside the loss: each
-    /// ends there, cut short, as a response whose end was lost does (`lost_in_gap` counts
-    /// them). Left waiting, the next answer would pair with the oldest of them. The answer
-    /// being read, if any, goes on: the framing finds its end as before.
-    pub(crate) fn answers_lost(&mut self, ts: u64, out: &mut Vec<Exchange>) {
+    /// the next is read, so every command still waiting was answered inside the loss: with
+    /// what, and when, is unknown. Each is forgotten and counted in `lost_in_gap`, as HTTP
+    /// does with the requests a loss answered: a record would claim a status nobody saw and
+    /// a duration that ends at the next call, not at the answer. Left waiting, the next
+    /// answer would pair with the oldest of them. The answer being read, if any, goes on:
+    /// the framing finds its end as before.
+    pub(crate) fn answers_lost(&mut self) {
         if self.phase != Phase::Command || self.ctx.infile {
             return;
         }
-        for p in self.pending.drain(..) {
-            self.stats.lost_in_gap += 1;
-            let mut a = Answer::new(p, ts);
-            a.lose(ts);
-            stitch::emit(a, out);
-        }
+        self.stats.lost_in_gap += self.pending.len() as u64;
+        self.pending.clear();
     }
 
     /// The connection closed: a response being read ends there, cut short; commands still
