@@ -487,3 +487,127 @@ fn root_pgsql_pgbench_every_backend() {
         );
     }
 }
+
+/// The agent's counter `name` from its exit line.
+fn agent_counter(stderr: &str, name: &str) -> Option<u64> {
+    stderr
+        .split_whitespace()
+        .filter_map(|w| w.strip_prefix(name)?.strip_prefix('='))
+        .filter_map(|v| v.parse().ok())
+        .next_back()
+}
+
+/// The tiny-ring drill for PostgreSQL: with a one-page ring, the agent is paused while one
+/// psql connection runs a burst of statements answering one row and two rows, alternating,
+/// and resumed while the burst still runs. The kernel reports the lost calls with the
+/// connection's next event; no record may give a statement the other one's row count.
+#[test]
+fn root_pgsql_pairing_survives_ring_buffer_losses() {
+    if !root_tests_enabled() {
+        return;
+    }
+    let _g = LIVE.lock().unwrap_or_else(|e| e.into_inner());
+    const BURST: usize = 20_000;
+    let pg = Pg::start();
+    // The backend forks from the postmaster after the agent started: it inherits the
+    // decision.
+    let agent = Agent::start(&[
+        "--pid".to_string(),
+        pg.postmaster.pid().to_string(),
+        "--ring-buffer-bytes".into(),
+        "4096".into(),
+        "--capture-bytes".into(),
+        "256".into(),
+    ]);
+    let sql: String = (0..BURST)
+        .map(|i| {
+            if i % 3 == 0 {
+                "SELECT 1 UNION ALL SELECT 2;\n"
+            } else {
+                "SELECT 1;\n"
+            }
+        })
+        .collect();
+    let mut psql = pg
+        .psql("fx")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("psql");
+    let stdin = psql.stdin.take().expect("psql stdin");
+    let stdout = psql.stdout.take().expect("psql stdout");
+    let errout = psql.stderr.take().expect("psql stderr");
+    // Killed and reaped on drop if the test fails before psql is done.
+    let mut guard = Proc {
+        child: psql,
+        name: "psql".into(),
+    };
+    let read_all = |mut r: Box<dyn std::io::Read + Send>| {
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = r.read_to_string(&mut s);
+            s
+        })
+    };
+    let (printed, errors) = (read_all(Box::new(stdout)), read_all(Box::new(errout)));
+    agent.proc.signal(libc::SIGSTOP);
+    let writer = std::thread::spawn(move || {
+        let mut stdin = stdin;
+        stdin.write_all(sql.as_bytes()).expect("writing SQL");
+    });
+    std::thread::sleep(std::time::Duration::from_millis(60));
+    agent.proc.signal(libc::SIGCONT);
+    writer.join().expect("writer thread");
+    let status = guard.child.wait().expect("psql");
+    let (printed, errors) = (
+        printed.join().expect("stdout reader"),
+        errors.join().expect("stderr reader"),
+    );
+    assert!(status.success(), "psql: {status} {errors}");
+    assert_eq!(
+        printed.lines().count(),
+        BURST + BURST.div_ceil(3),
+        "rows psql printed"
+    );
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let (records, stderr) = agent.stop();
+    assert!(
+        agent_counter(&stderr, "lost_ringbuf").unwrap_or(0) > 0,
+        "a one-page ring lost nothing: {stderr}"
+    );
+    let burst: Vec<&Value> = server_records(&records, pg.port)
+        .into_iter()
+        .filter(|r| r["response"]["rows"].is_u64())
+        .filter(|r| text(r, &["request", "query"]).starts_with("SELECT"))
+        .collect();
+    let two_rows = |r: &Value| text(r, &["request", "query"]).contains("UNION");
+    let mispaired: Vec<String> = burst
+        .iter()
+        .filter(|r| (r["response"]["rows"] == 2) != two_rows(r))
+        .map(|r| format!("{} -> {}", r["request"]["query"], r["response"]["rows"]))
+        .collect();
+    eprintln!(
+        "{} of {} PostgreSQL records paired with another statement's answer; lost_in_gap={:?}",
+        mispaired.len(),
+        burst.len(),
+        agent_counter(&stderr, "lost_in_gap")
+    );
+    assert!(
+        burst.iter().any(|r| two_rows(r)) && burst.iter().any(|r| !two_rows(r)),
+        "the records should hold both statements: {}",
+        burst.len()
+    );
+    assert!(
+        burst.len() < BURST,
+        "with events lost, fewer than {BURST} statements can be reported: {}",
+        burst.len()
+    );
+    assert!(
+        mispaired.is_empty(),
+        "{} of {} PostgreSQL records paired with another statement's answer: {:?}",
+        mispaired.len(),
+        burst.len(),
+        &mispaired[..mispaired.len().min(10)]
+    );
+}

@@ -109,6 +109,9 @@ impl What {
 #[derive(Debug)]
 struct Item {
     ts: u64,
+    /// Its place among every item queued on the connection (what was queued after a loss
+    /// was reported, whatever the timestamps say).
+    seq: u64,
     what: What,
     req_truncated: bool,
     resp_truncated: bool,
@@ -147,8 +150,12 @@ pub(crate) struct Stitcher {
     pub(crate) ssl_pending: bool,
     /// The connection went TLS or GSSAPI-encrypted: nothing more is parsed.
     pub(crate) encrypted: bool,
-    /// The server stream lost bytes in a gap at this time and has not resynchronised yet.
+    /// The server stream lost bytes in a gap and has not resynchronised yet: the `seq` the
+    /// next item queued would get then (items from there on were sent after the loss was
+    /// reported).
     backend_lost_at: Option<u64>,
+    /// The `seq` of the next item queued.
+    next_seq: u64,
     pub(crate) stats: ParseStats,
 }
 
@@ -285,6 +292,7 @@ impl Stitcher {
         }
         self.queue.push_back(Item {
             ts,
+            seq: self.next_seq,
             what,
             req_truncated,
             resp_truncated: false,
@@ -292,6 +300,7 @@ impl Stitcher {
             unsure: false,
             rows: 0,
         });
+        self.next_seq += 1;
     }
 
     /// Frontend bytes of unknown extent were lost in a capture gap at `ts` (counted by the
@@ -312,7 +321,7 @@ impl Stitcher {
     /// Backend bytes were lost in a capture gap at `ts`: every request sent by then may have
     /// had (the rest of) its response in the gap.
     pub(crate) fn backend_lost(&mut self, ts: u64) {
-        self.backend_lost_at = Some(ts);
+        self.backend_lost_at = Some(self.next_seq);
         if let Some(front) = self.queue.front_mut() {
             front.resp_truncated = true;
         }
@@ -327,19 +336,34 @@ impl Stitcher {
     /// A server writes each response from its first byte on (it flushes at every
     /// ReadyForQuery), and a client that does not pipeline sends its next request only after
     /// the previous ReadyForQuery. So when the chunk after a gap starts with a message that
-    /// opens a response, and requests were sent after the gap began, the requests sent before
-    /// it were answered inside the gap: they are dropped (not reported), and the response
-    /// pairs with the first request sent after the gap.
+    /// opens a response, that response answers the newest request the server had read:
+    /// - requests queued after the loss was reported (the report travels with the
+    ///   connection's next call, and a request read by that very call shares its time): the
+    ///   response answers the first of them, and the requests before it were answered inside
+    ///   the gap;
+    /// - none: the response answers the last cycle queued (a simple Query, an extended-query
+    ///   group up to its Sync, or frontend bytes lost too), and every cycle before it was
+    ///   answered inside the gap.
+    ///
+    /// The requests answered inside the gap are dropped (not reported).
     pub(crate) fn backend_resynced(&mut self, fresh_write: bool, ty: u8) {
-        let Some(g) = self.backend_lost_at.take() else {
+        let Some(lost_at) = self.backend_lost_at.take() else {
             return;
         };
         if !fresh_write || !RESPONSE_START.contains(&ty) {
             return;
         }
-        if let Some(k) = self.queue.iter().position(|it| it.ts > g) {
-            self.drop_front(k);
-        }
+        let first_after = self.queue.iter().position(|it| it.seq >= lost_at);
+        let k = first_after.unwrap_or_else(|| {
+            // The start of the last cycle: after the last cycle end but the newest item.
+            let n = self.queue.len();
+            self.queue
+                .iter()
+                .take(n.saturating_sub(1))
+                .rposition(|it| it.what.cycle_end())
+                .map_or(0, |i| i + 1)
+        });
+        self.drop_front(k);
     }
 
     /// A backend message was read.

@@ -452,6 +452,11 @@ impl Stream {
                 self.window.clear();
                 self.window_marks.clear();
                 self.after_gap = true;
+                // Counted once, at the boundary lost; but answers may be lost here too: the
+                // requests queued before this gap may have been answered inside it.
+                if self.dir == Dir::Backend {
+                    st.backend_lost(ts);
+                }
                 return;
             }
             State::Body => {
