@@ -42,6 +42,30 @@ enum wl_verdict {
 	WL_VERDICT_DROP = 2,
 };
 
+/* Per CPU: the last data call entered on this CPU and the verdict of the thread that made
+ * it. While no other thread entered a data call here, the verdict spares the thread's
+ * storage at enter; while the thread has not been switched out since (its context switch
+ * count is unchanged, so no other call ran here in between), `live` 0 tells its exit that
+ * nothing is in flight without looking at the storage. Programs run without preemption, so
+ * one run's reads and writes of the entry are not interleaved with another's. */
+struct wl_cpu_last {
+	__u64 id;            /* pid_tgid of the thread */
+	__u64 csw;           /* its nvcsw + nivcsw at that enter */
+	__u64 verdict_gen_user;
+	__u64 verdict_gen_kernel;
+	__u64 verdict_cgroup;
+	__u8 verdict;        /* enum wl_verdict of `id`, NONE when not decided */
+	__u8 live;           /* that call left its arguments in the thread's storage */
+	__u8 _pad[6];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct wl_cpu_last);
+} cpu_last SEC(".maps");
+
 /* Per-CPU scratch space for one data event: header plus payload. The payload area is twice
  * the largest capture so that masked offsets plus bounded lengths stay inside it. */
 struct wl_scratch {

@@ -92,9 +92,14 @@ static __always_inline int decide(struct wl_settings *st, __u32 tgid, __u64 cg)
  * and the cgroup it was made with: while none of them changes, one storage lookup and two
  * array reads replace the two hash lookups. The generations are read before the maps, and
  * every writer changes a map before its generation, so a verdict is never stamped with a
- * generation newer than the maps it was read from. */
-static __always_inline int excluded_as(__u32 tgid, struct wl_task **task)
+ * generation newer than the maps it was read from. A copy stamped the same way sits in
+ * this CPU's `cpu_last` (data calls only, `last` non-NULL, its `id` already this thread's):
+ * while the same thread keeps making the data calls here, not even the storage is looked
+ * up. */
+static __always_inline int excluded_as(__u64 id, struct task_struct *task,
+				       struct wl_cpu_last *last, struct wl_task **storage)
 {
+	__u32 tgid = id >> 32;
 	if (tgid == self_tgid)
 		return 1;
 	struct wl_settings *st = get_settings();
@@ -104,27 +109,66 @@ static __always_inline int excluded_as(__u32 tgid, struct wl_task **task)
 	/* Without cgroup decisions a thread's cgroup decides nothing: not read (the root
 	 * cgroup's id is 1, so 0 stands for none). */
 	__u64 cg = filter_gen_of(2) ? bpf_get_current_cgroup_id() : 0;
-	struct wl_task *t = bpf_task_storage_get(&inflight, bpf_get_current_task_btf(), 0,
+	/* This CPU's last data call was this thread's: its verdict, if still valid. */
+	if (last && last->id == id && last->verdict != WL_VERDICT_NONE &&
+	    last->verdict_gen_user == gu && last->verdict_gen_kernel == gk &&
+	    last->verdict_cgroup == cg)
+		return last->verdict == WL_VERDICT_DROP;
+	struct wl_task *t = bpf_task_storage_get(&inflight, task, 0,
 						 BPF_LOCAL_STORAGE_GET_F_CREATE);
-	*task = t;
+	*storage = t;
+	int drop;
 	if (t && t->verdict != WL_VERDICT_NONE && t->verdict_gen_user == gu &&
-	    t->verdict_gen_kernel == gk && t->verdict_cgroup == cg)
-		return t->verdict == WL_VERDICT_DROP;
-	int drop = decide(st, tgid, cg);
-	if (t) {
-		t->verdict = drop ? WL_VERDICT_DROP : WL_VERDICT_KEEP;
-		t->verdict_gen_user = gu;
-		t->verdict_gen_kernel = gk;
-		t->verdict_cgroup = cg;
+	    t->verdict_gen_kernel == gk && t->verdict_cgroup == cg) {
+		drop = t->verdict == WL_VERDICT_DROP;
+	} else {
+		drop = decide(st, tgid, cg);
+		if (t) {
+			t->verdict = drop ? WL_VERDICT_DROP : WL_VERDICT_KEEP;
+			t->verdict_gen_user = gu;
+			t->verdict_gen_kernel = gk;
+			t->verdict_cgroup = cg;
+		}
+	}
+	if (last && last->id == id) {
+		last->verdict = drop ? WL_VERDICT_DROP : WL_VERDICT_KEEP;
+		last->verdict_gen_user = gu;
+		last->verdict_gen_kernel = gk;
+		last->verdict_cgroup = cg;
 	}
 	return drop;
 }
 
-/* `excluded_as` for callers that do not need the thread's storage. */
-static __always_inline int excluded(__u32 tgid)
+/* `excluded_as` for callers outside the data calls. */
+static __always_inline int excluded(__u64 id)
 {
 	struct wl_task *t = NULL;
-	return excluded_as(tgid, &t);
+	return excluded_as(id, bpf_get_current_task_btf(), NULL, &t);
+}
+
+/* Context switches of `task` so far: unchanged between two points of one syscall, no other
+ * thread ran on its CPU in between. */
+static __always_inline __u64 task_csw(struct task_struct *task)
+{
+	return task->nvcsw + task->nivcsw;
+}
+
+/* A data call's enter left nothing in flight: its exit may skip the thread's storage while
+ * the thread is not switched out (the exit of an armed call does not read `csw`). */
+static __always_inline int left_nothing(struct wl_cpu_last *last, struct task_struct *task)
+{
+	if (last) {
+		last->csw = task_csw(task);
+		last->live = 0;
+	}
+	return 0;
+}
+
+/* This CPU's record of its last data call. */
+static __always_inline struct wl_cpu_last *cpu_last_entry(void)
+{
+	__u32 zero = 0;
+	return bpf_map_lookup_elem(&cpu_last, &zero);
 }
 
 static __always_inline int is_loopback(__u16 family, const __u8 *a)
@@ -278,22 +322,28 @@ static __always_inline int data_enter(__s32 fd, __u64 buf, __u64 iovlen, __u8 di
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tgid = id >> 32;
+	struct task_struct *task = bpf_get_current_task_btf();
+	/* This call is the CPU's last now. */
+	struct wl_cpu_last *last = cpu_last_entry();
+	if (last && last->id != id) {
+		last->id = id;
+		last->verdict = WL_VERDICT_NONE;
+	}
 	/* The thread's storage, when the filter test already got it. */
 	struct wl_task *t = NULL;
-	if (excluded_as(tgid, &t))
-		return 0;
+	if (excluded_as(id, task, last, &t))
+		return left_nothing(last, task);
 	struct wl_conn_key key = { .tgid = tgid, .fd = fd };
 	struct wl_conn *c = bpf_map_lookup_elem(&conn_table, &key);
 	if (!c)
 		c = track(tgid, fd, WL_ROLE_UNKNOWN);
 	if (!c || c->protocol == WL_PROTO_IGNORED)
-		return 0;
+		return left_nothing(last, task);
 	if (!t)
-		t = bpf_task_storage_get(&inflight, bpf_get_current_task_btf(), 0,
-					 BPF_LOCAL_STORAGE_GET_F_CREATE);
+		t = bpf_task_storage_get(&inflight, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
 	if (!t) {
 		count(WL_CNT_INFLIGHT_FULL);
-		return 0;
+		return left_nothing(last, task);
 	}
 	struct wl_args *a = &t->args;
 	a->buf = buf;
@@ -303,6 +353,8 @@ static __always_inline int data_enter(__s32 fd, __u64 buf, __u64 iovlen, __u8 di
 	a->dir = dir;
 	a->kind = kind;
 	a->live = 1;
+	if (last)
+		last->live = 1;
 	return 0;
 }
 
@@ -565,10 +617,16 @@ static long mmsg_one(__u64 i, void *ctx)
 }
 
 /* The call's arguments left by its enter, if it is one to capture (the slot is freed). */
-static __always_inline int take_args(struct wl_args *out)
+static __always_inline int take_args(__u64 id, struct wl_args *out)
 {
+	struct task_struct *task = bpf_get_current_task_btf();
+	/* Its enter was the last on this CPU and left nothing, and the thread ran on since:
+	 * nothing to look up. */
+	struct wl_cpu_last *last = cpu_last_entry();
+	if (last && last->id == id && !last->live && last->csw == task_csw(task))
+		return 0;
 	/* An excluded process left nothing live in `inflight` at enter: one lookup decides. */
-	struct wl_task *t = bpf_task_storage_get(&inflight, bpf_get_current_task_btf(), 0, 0);
+	struct wl_task *t = bpf_task_storage_get(&inflight, task, 0, 0);
 	if (!t)
 		return 0;
 	struct wl_args *a = &t->args;
@@ -581,9 +639,10 @@ static __always_inline int take_args(struct wl_args *out)
 
 static __always_inline int data_exit(long ret)
 {
-	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tgid = id >> 32;
 	struct wl_args args;
-	if (!take_args(&args) || ret <= 0)
+	if (!take_args(id, &args) || ret <= 0)
 		return 0;
 	return emit_body(&args, ret, tgid);
 }
@@ -591,9 +650,9 @@ static __always_inline int data_exit(long ret)
 /* sendmmsg/recvmmsg: `ret` messages were sent or received, each an event of its own. */
 static __always_inline int mmsg_exit(long ret)
 {
-	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-	struct wl_mmsg_loop x = { .tgid = tgid };
-	if (!take_args(&x.args) || ret <= 0)
+	__u64 id = bpf_get_current_pid_tgid();
+	struct wl_mmsg_loop x = { .tgid = id >> 32 };
+	if (!take_args(id, &x.args) || ret <= 0)
 		return 0;
 	__u64 n = (__u64)ret < x.args.iovlen ? (__u64)ret : x.args.iovlen;
 	bpf_loop(n < WL_MMSG_MAX ? n : WL_MMSG_MAX, mmsg_one, &x, 0);
@@ -696,7 +755,7 @@ SEC("tracepoint/syscalls/sys_enter_connect")
 int tp_enter_connect(struct trace_event_raw_sys_enter *ctx)
 {
 	__u64 id = bpf_get_current_pid_tgid();
-	if (excluded(id >> 32))
+	if (excluded(id))
 		return 0;
 	__s32 fd = ctx->args[0];
 	bpf_map_update_elem(&connecting, &id, &fd, BPF_ANY);
@@ -721,7 +780,7 @@ static __always_inline int accept_exit(long ret)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tgid = id >> 32;
-	if (ret < 0 || excluded(tgid))
+	if (ret < 0 || excluded(id))
 		return 0;
 	track(tgid, (__s32)ret, WL_ROLE_SERVER);
 	return 0;

@@ -226,3 +226,101 @@ fn root_live_client_role_seen_from_curl() {
         assert_eq!(r["status"], expect, "{r}");
     }
 }
+
+/// A call that blocks on one CPU and returns on another is still captured. The exit looks
+/// up the thread's in-flight arguments unless its CPU's record says that the thread's last
+/// data call there left none and that the thread has not been switched out since. Here the
+/// client makes a call with nothing to capture on CPU 1, moves to CPU 0, sends a request and
+/// blocks in recv; a helper thread moves it back to CPU 1 while it waits, so the recv
+/// returns where CPU 1's record still names the client with nothing in flight (the agent
+/// and the server run on CPU 0, so no other data call lands on CPU 1 in between). Only the
+/// context switch count tells the two calls apart: without it, the answer is lost and the
+/// client's record ends reset.
+#[test]
+fn root_live_a_call_that_returns_on_another_cpu_is_captured() {
+    if !root_tests_enabled() {
+        return;
+    }
+    assert!(
+        std::thread::available_parallelism().map_or(1, |n| n.get()) >= 2,
+        "this test needs two CPUs"
+    );
+    let _g = LIVE.lock().unwrap_or_else(|e| e.into_inner());
+    let port = free_port();
+    // The server answers the first connection that sends something (not the port probe),
+    // 300 ms late.
+    let server = format!(
+        "import socket, time\n\
+         l = socket.socket()\n\
+         l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+         l.bind(('127.0.0.1', {port}))\n\
+         l.listen(1)\n\
+         while True:\n\
+         \x20   c, _ = l.accept()\n\
+         \x20   if c.recv(4096):\n\
+         \x20       break\n\
+         \x20   c.close()\n\
+         time.sleep(0.3)\n\
+         c.sendall(b'HTTP/1.1 200 OK\\r\\nContent-Length: 2\\r\\n\\r\\nok')\n\
+         c.close()\n"
+    );
+    let client = format!(
+        "import os, socket, threading, time\n\
+         me = threading.get_native_id()\n\
+         os.sched_setaffinity(0, {{1}})\n\
+         with open('/dev/null', 'wb', buffering=0) as f:\n\
+         \x20   f.write(b'x' * 100)\n\
+         os.sched_setaffinity(0, {{0}})\n\
+         s = socket.create_connection(('127.0.0.1', {port}))\n\
+         def move():\n\
+         \x20   time.sleep(0.1)\n\
+         \x20   os.sched_setaffinity(me, {{1}})\n\
+         threading.Thread(target=move).start()\n\
+         s.sendall(b'GET /moved HTTP/1.1\\r\\nHost: test\\r\\n\\r\\n')\n\
+         line = s.recv(4096).split(b'\\r\\n')[0].decode()\n\
+         cpu = open('/proc/thread-self/stat').read().rsplit(')', 1)[1].split()[36]\n\
+         print(line + ' on CPU ' + cpu)\n"
+    );
+    // This thread (which reads the client's output) stays on CPU 0 as well.
+    // SAFETY: a zeroed cpu_set_t with CPU 0 set, for the calling thread.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(0, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+    let agent = Agent::start(&[]);
+    let pinned = Command::new("taskset")
+        .args(["-a", "-p", "1", &agent.proc.pid().to_string()])
+        .output()
+        .expect("taskset");
+    assert!(pinned.status.success(), "taskset: {pinned:?}");
+    let _server = Proc {
+        child: Command::new("taskset")
+            .args(["-c", "0", "python3", "-c", &server])
+            .spawn()
+            .expect("server"),
+        name: "server".into(),
+    };
+    wait_for_port(port);
+    let out = Command::new("python3")
+        .args(["-c", &client])
+        .output()
+        .expect("client");
+    assert!(out.status.success(), "client: {out:?}");
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        printed.trim(),
+        "HTTP/1.1 200 OK on CPU 1",
+        "the client's recv returned there"
+    );
+    let (records, stderr) = agent.stop();
+    let seen: Vec<(String, String, u64)> = http_records(&records, "client")
+        .into_iter()
+        .filter(|r| r.1 == "/moved")
+        .collect();
+    assert_eq!(
+        seen,
+        vec![("GET".to_string(), "/moved".to_string(), 200)],
+        "{stderr}"
+    );
+}
