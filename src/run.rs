@@ -297,7 +297,7 @@ fn write_all(
         .iter()
         .try_for_each(|r| writer.write(r).context("writing a record"));
     match otlp {
-        Some(o) => o.offer_all(records.drain(..)),
+        Some(o) => o.offer_vec(records),
         None => records.clear(),
     }
     written?;

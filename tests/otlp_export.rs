@@ -401,6 +401,58 @@ fn a_batch_larger_than_the_queue_is_cut_and_counted() {
     }
 }
 
+/// Sampling inside one batch: the records kept from a call that mixes sampled and unsampled
+/// traces each go out with their own trace id (the kept records and their ids stay paired
+/// when the others are taken out of the batch).
+#[test]
+fn sampling_within_one_batch_keeps_each_record_with_its_trace() {
+    let receiver = Receiver::start(Wire::Grpc);
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let _ctx = rt.enter();
+    let mut s = settings(&receiver, 1000);
+    s.sampling_ratio = 0.5;
+    s.metrics = None;
+    let o = Otlp::start(&s).expect("exporter");
+    let traced = |i: usize| {
+        // Every third record is of a trace the ratio keeps; its path says which it is.
+        let (low, path) = if i.is_multiple_of(3) {
+            // Not 0: an all-zero trace id is not a valid one.
+            (format!("00000000000000{:02x}", i + 1), format!("/kept/{i}"))
+        } else {
+            ("fffffffffffffffe".to_string(), format!("/dropped/{i}"))
+        };
+        let mut r = http_server("web", "GET", &path, 200, MS);
+        r.trace = Some(TraceContext {
+            trace_id: format!("0000000000000000{low}"),
+            span_id: "00f067aa0ba902b7".into(),
+        });
+        r
+    };
+    o.offer_all((0..90).map(traced));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let spans = loop {
+        let spans: BTreeMap<_, _> = o.health().spans.iter().cloned().collect();
+        if spans["exported"] == 30 || Instant::now() > deadline {
+            break spans;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!((spans["exported"], spans["sampled_out"]), (30, 60));
+    let mut got: Vec<(String, u8)> = receiver
+        .spans()
+        .iter()
+        .map(|(_, sp)| (attrs(&sp.attributes)["url.path"].clone(), sp.trace_id[15]))
+        .collect();
+    got.sort();
+    let mut want: Vec<(String, u8)> = (0..90)
+        .step_by(3)
+        .map(|i| (format!("/kept/{i}"), i as u8 + 1))
+        .collect();
+    want.sort();
+    assert_eq!(got, want);
+    rt.block_on(o.shutdown(None, Duration::from_secs(2)));
+}
+
 /// The sampling decision is the trace id's: with a ratio of 0.5, a trace id whose lower 63 bits
 /// are small is kept and a large one is not, for every record of that trace; 0.0 keeps none.
 #[test]

@@ -182,7 +182,7 @@ fn bench(c: &mut Criterion) {
             .into_iter()
             .map(|r| (r, spans::new_trace_id(), None))
             .collect();
-        let items: Vec<&spans::SpanItem> = items.iter().collect();
+        let items: Vec<spans::SpanRef<'_>> = items.iter().map(|(r, t, p)| (r, *t, *p)).collect();
         // One ResourceSpans per resource: count the top-level fields of the request.
         let req = spans::request(&items, &resource, scope);
         let decoded =

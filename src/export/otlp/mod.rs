@@ -34,6 +34,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use opentelemetry::trace::{SpanId, TraceId};
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use tokio::sync::mpsc;
 
@@ -124,9 +125,9 @@ pub fn render_health(h: &OtlpHealth, out: &mut String) {
 
 /// The running exporter, owned by the pipeline.
 pub struct Otlp {
-    /// The records of one call of [`Otlp::offer_all`] per message, bounded by
+    /// The records of one call of [`Otlp::offer_vec`] per message, bounded by
     /// `queue_size` spans (`OtlpCounters::spans_queued`).
-    spans: Option<mpsc::Sender<Vec<SpanItem>>>,
+    spans: Option<mpsc::Sender<SpanBatch>>,
     metrics: Option<mpsc::Sender<(ExportMetricsServiceRequest, usize)>>,
     counters: Arc<OtlpCounters>,
     starts: metrics::StartTimes,
@@ -291,30 +292,54 @@ impl Otlp {
     /// call, not per record. When the queue has room for only some of them, the first ones
     /// are queued and the rest dropped and counted.
     pub fn offer_all(&self, records: impl IntoIterator<Item = Record>) {
-        let Some(tx) = &self.spans else { return };
+        let mut v: Vec<Record> = records.into_iter().collect();
+        self.offer_vec(&mut v);
+    }
+
+    /// [`Otlp::offer_all`] for the records in `records`, which is left empty (its capacity
+    /// kept): the vector itself is queued, so the records are not moved one by one.
+    pub fn offer_vec(&self, records: &mut Vec<Record>) {
+        let Some(tx) = &self.spans else {
+            records.clear();
+            return;
+        };
+        if records.is_empty() {
+            return;
+        }
         let c = &self.counters;
-        let mut batch: Vec<SpanItem> = Vec::new();
+        let mut ids: Vec<Option<(TraceId, Option<SpanId>)>> = Vec::with_capacity(records.len());
         let mut sampled_out = 0;
-        for r in records {
-            let parent = spans::parent_of(&r);
+        for r in records.iter() {
+            let parent = spans::parent_of(r);
             let trace = parent.map_or_else(spans::new_trace_id, |(t, _)| t);
             if spans::sampled(trace, self.sampling_ratio) {
-                batch.push((r, trace, parent.map(|(_, s)| s)));
+                ids.push(Some((trace, parent.map(|(_, s)| s))));
             } else {
+                ids.push(None);
                 sampled_out += 1;
             }
         }
+        let mut batch = SpanBatch {
+            records: std::mem::replace(records, Vec::with_capacity(records.capacity())),
+            ids: Vec::new(),
+        };
         if sampled_out > 0 {
             c.spans_sampled_out.fetch_add(sampled_out, Relaxed);
+            let mut keep = ids.iter();
+            batch
+                .records
+                .retain(|_| keep.next().is_some_and(Option::is_some));
         }
+        batch.ids = ids.into_iter().flatten().collect();
         // One producer (the pipeline): reading then adding does not let the queue overfill.
         let room = (self.queue_size as u64).saturating_sub(c.spans_queued.load(Relaxed));
         if batch.len() as u64 > room {
             let over = batch.len() as u64 - room;
-            batch.truncate(room as usize);
+            batch.records.truncate(room as usize);
+            batch.ids.truncate(room as usize);
             c.spans_dropped_queue_full.fetch_add(over, Relaxed);
         }
-        if batch.is_empty() {
+        if batch.len() == 0 {
             return;
         }
         let n = batch.len() as u64;
@@ -400,7 +425,18 @@ impl Otlp {
     }
 }
 
-use spans::SpanItem;
+/// The records of one [`Otlp::offer_vec`] call, as the pipeline wrote them, with the trace
+/// and parent span of each (`ids[i]` is `records[i]`'s).
+struct SpanBatch {
+    records: Vec<Record>,
+    ids: Vec<(TraceId, Option<SpanId>)>,
+}
+
+impl SpanBatch {
+    fn len(&self) -> usize {
+        self.records.len()
+    }
+}
 
 /// Logs a failure once per outage, and the recovery.
 #[derive(Default)]
@@ -425,7 +461,7 @@ impl Outage {
 
 async fn span_worker(
     mut client: traces::TracesClient,
-    mut rx: mpsc::Receiver<Vec<SpanItem>>,
+    mut rx: mpsc::Receiver<SpanBatch>,
     batch_size: usize,
     resources: Arc<Resources>,
     c: Arc<OtlpCounters>,
@@ -434,14 +470,14 @@ async fn span_worker(
     let outage = Outage::default();
     let batch_size = batch_size.max(1);
     // Messages taken from the queue, the first one from `skip` on (what is before was sent).
-    let mut msgs: Vec<Vec<SpanItem>> = Vec::new();
+    let mut msgs: Vec<SpanBatch> = Vec::new();
     let mut skip = 0;
     loop {
         if msgs.is_empty() && rx.recv_many(&mut msgs, 64).await == 0 {
             break;
         }
         // Top up to a full batch with what is already queued, without waiting.
-        let mut have: usize = msgs.iter().map(Vec::len).sum::<usize>() - skip;
+        let mut have: usize = msgs.iter().map(SpanBatch::len).sum::<usize>() - skip;
         while have < batch_size {
             match rx.try_recv() {
                 Ok(m) => {
@@ -452,11 +488,17 @@ async fn span_worker(
             }
         }
         // The batch: up to `batch_size` spans from the messages, in order, not moved.
-        let mut items: Vec<&SpanItem> = Vec::with_capacity(have.min(batch_size));
+        let mut items: Vec<spans::SpanRef<'_>> = Vec::with_capacity(have.min(batch_size));
         let (mut whole, mut rest) = (0, skip);
         for m in &msgs {
             let take = (m.len() - rest).min(batch_size - items.len());
-            items.extend(&m[rest..rest + take]);
+            let span = rest..rest + take;
+            items.extend(
+                m.records[span.clone()]
+                    .iter()
+                    .zip(&m.ids[span])
+                    .map(|(r, (t, p))| (r, *t, *p)),
+            );
             if rest + take < m.len() {
                 rest += take;
                 break;

@@ -60,6 +60,9 @@ pub fn new_span_id() -> SpanId {
 /// A record waiting to be exported, with its trace and parent span.
 pub type SpanItem = (Record, TraceId, Option<SpanId>);
 
+/// What the encoder takes: a record, where it lies (not moved), with its trace and parent.
+pub type SpanRef<'a> = (&'a Record, TraceId, Option<SpanId>);
+
 /// Where a span's attributes go.
 trait Attrs {
     fn str(&mut self, key: &'static str, value: &str);
@@ -141,7 +144,7 @@ pub type ResourceOf<'a> = dyn Fn(&str, &[(&'static str, String)]) -> Vec<(String
 ///
 /// Records of a pod share its `k8s` object (crate::k8s): they are grouped by that object, and
 /// its attributes are written once per group, not per record.
-pub fn request(items: &[&SpanItem], resource: &ResourceOf<'_>, scope: (&str, &str)) -> Vec<u8> {
+pub fn request(items: &[SpanRef<'_>], resource: &ResourceOf<'_>, scope: (&str, &str)) -> Vec<u8> {
     type Group = (String, Vec<(&'static str, String)>, Vec<usize>);
     let mut hosts: std::collections::BTreeMap<&str, usize> = Default::default();
     let mut pods: std::collections::HashMap<*const (), usize> = Default::default();
@@ -189,10 +192,10 @@ pub fn request(items: &[&SpanItem], resource: &ResourceOf<'_>, scope: (&str, &st
                     pb::bytes(sc, 2, scope.1.as_bytes());
                 });
                 for &i in members {
-                    let (r, trace, parent) = &items[i];
+                    let (r, trace, parent) = items[i];
                     // Most spans take 128 bytes to 16 KiB.
                     pb::message_sized(ss, 2, 2, |sp| {
-                        encode_span(sp, r, *trace, *parent, new_span_id());
+                        encode_span(sp, r, trace, parent, new_span_id());
                     });
                 }
             });
@@ -454,7 +457,10 @@ mod tests {
         let redis_trace = new_trace_id();
         let items = [(web, trace, Some(parent)), (redis, redis_trace, None)];
         let req = decode(&request(
-            &items.iter().collect::<Vec<_>>(),
+            &items
+                .iter()
+                .map(|(r, t, p)| (r, *t, *p))
+                .collect::<Vec<_>>(),
             &resource,
             SCOPE,
         ));
@@ -553,7 +559,7 @@ mod tests {
             served_by("a", None),
             served_by("nginx", Some(&p1)),
         ];
-        let refs: Vec<&SpanItem> = items.iter().collect();
+        let refs: Vec<SpanRef<'_>> = items.iter().map(|(r, t, p)| (r, *t, *p)).collect();
         let got: Vec<(String, Option<String>, usize)> = decode(&request(&refs, &resource, SCOPE))
             .resource_spans
             .into_iter()
