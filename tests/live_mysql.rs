@@ -280,15 +280,6 @@ fn delta(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>, k: &str)
     after.get(k).copied().unwrap_or(0) - before.get(k).copied().unwrap_or(0)
 }
 
-fn agent_counter(stderr: &str, name: &str) -> Option<u64> {
-    let key = format!("{name}=");
-    stderr
-        .split_whitespace()
-        .rev()
-        .find_map(|w| w.strip_prefix(key.as_str()))
-        .and_then(|v| v.parse().ok())
-}
-
 const CLI_SCRIPT: &str = "USE live;\nSELECT COUNT(*) FROM live_items;\n\
     SELECT id FROM live_items WHERE id > 17 ORDER BY id;\nSELECT * FROM live_nowhere;\n\
     UPDATE live_items SET name = 'x' WHERE id = 1;\n";

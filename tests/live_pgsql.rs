@@ -488,15 +488,6 @@ fn root_pgsql_pgbench_every_backend() {
     }
 }
 
-/// The agent's counter `name` from its exit line.
-fn agent_counter(stderr: &str, name: &str) -> Option<u64> {
-    stderr
-        .split_whitespace()
-        .filter_map(|w| w.strip_prefix(name)?.strip_prefix('='))
-        .filter_map(|v| v.parse().ok())
-        .next_back()
-}
-
 /// The tiny-ring drill for PostgreSQL: with a one-page ring, the agent is paused while one
 /// psql connection runs a burst of statements answering one row and two rows, alternating,
 /// and resumed while the burst still runs. The kernel reports the lost calls with the

@@ -359,41 +359,64 @@ fn answers_lost_in_a_row_never_pair_later_answers_with_earlier_queries() {
     );
 }
 
-/// What the agent hands the parser when the ring buffer lost calls of both directions: the
-/// losses, requests first, then the data of the call that carried their report, all at that
-/// call's time. Returns (query, rows) of every record with a response.
-fn losses_then(
-    p: &mut wirelens_protocols::pgsql::PgsqlParser,
-    ts: u64,
-    lost_client: u64,
-    lost_server: u64,
-    carrier: (Side, &[u8]),
-    out: &mut Vec<wirelens_protocols::Exchange>,
-) {
-    use wirelens_protocols::{Chunk, ConnParser};
-    if lost_client > 0 {
-        p.lost(Side::Client, ts, lost_client, out);
-    }
-    p.lost(Side::Server, ts, lost_server, out);
-    p.push(
-        Chunk {
-            side: carrier.0,
-            ts_ns: ts,
-            data: carrier.1,
-            missing: 0,
-        },
-        out,
-    );
+/// A connection past its startup, fed the way the agent feeds it.
+struct Conn {
+    p: wirelens_protocols::pgsql::PgsqlParser,
+    out: Vec<wirelens_protocols::Exchange>,
 }
 
-fn answered(out: &[wirelens_protocols::Exchange]) -> Vec<(String, Option<u64>)> {
-    use wirelens_protocols::{Request, Response};
-    out.iter()
-        .filter_map(|e| match (&e.request, &e.response) {
-            (Request::Pgsql(q), Some(Response::Pgsql(r))) => Some((q.query.clone(), r.rows)),
-            _ => None,
-        })
-        .collect()
+impl Conn {
+    fn started() -> Conn {
+        let mut c = Conn {
+            p: wirelens_protocols::pgsql::PgsqlParser::new(),
+            out: Vec::new(),
+        };
+        c.push(Side::Client, 1, &startup("u", "d"));
+        c.push(Side::Server, 2, &startup_reply());
+        c
+    }
+
+    fn push(&mut self, side: Side, ts: u64, data: &[u8]) {
+        use wirelens_protocols::{Chunk, ConnParser};
+        let chunk = Chunk {
+            side,
+            ts_ns: ts,
+            data,
+            missing: 0,
+        };
+        self.p.push(chunk, &mut self.out);
+    }
+
+    /// What the agent hands the parser when the ring buffer lost calls of both directions:
+    /// the losses, requests first, then the data of the call that carried their report, all
+    /// at that call's time.
+    fn losses_then(&mut self, ts: u64, lost: (u64, u64), carrier: (Side, &[u8])) {
+        use wirelens_protocols::ConnParser;
+        if lost.0 > 0 {
+            self.p.lost(Side::Client, ts, lost.0, &mut self.out);
+        }
+        self.p.lost(Side::Server, ts, lost.1, &mut self.out);
+        self.push(carrier.0, ts, carrier.1);
+    }
+
+    /// (query, rows) of every record with a response.
+    fn answered(&self) -> Vec<(String, Option<u64>)> {
+        use wirelens_protocols::{Request, Response};
+        self.out
+            .iter()
+            .filter_map(|e| match (&e.request, &e.response) {
+                (Request::Pgsql(q), Some(Response::Pgsql(r))) => Some((q.query.clone(), r.rows)),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// `n` rows, then ReadyForQuery.
+fn answer(n: usize) -> Vec<u8> {
+    let mut a = rows(n);
+    a.extend(ready(b'I'));
+    a
 }
 
 /// A burst of queries while the ring buffer is full: the loss of both directions is reported
@@ -403,51 +426,24 @@ fn answered(out: &[wirelens_protocols::Exchange]) -> Vec<(String, Option<u64>)> 
 /// query before its own).
 #[test]
 fn a_loss_reported_with_a_query_gives_the_next_answer_to_that_query() {
-    use wirelens_protocols::pgsql::PgsqlParser;
-    use wirelens_protocols::{Chunk, ConnParser};
-    let mut p = PgsqlParser::new();
-    let mut out = Vec::new();
-    let push = |p: &mut PgsqlParser, side: Side, ts: u64, data: &[u8], out: &mut Vec<_>| {
-        p.push(
-            Chunk {
-                side,
-                ts_ns: ts,
-                data,
-                missing: 0,
-            },
-            out,
-        )
-    };
-    push(&mut p, Side::Client, 1, &startup("u", "d"), &mut out);
-    push(&mut p, Side::Server, 2, &startup_reply(), &mut out);
-    let answer = |n: usize| {
-        let mut a = rows(n);
-        a.extend(ready(b'I'));
-        a
-    };
+    let mut c = Conn::started();
     // Captured: a query whose answer is lost; then queries and answers lost whole.
-    push(&mut p, Side::Client, 10, &query("SELECT 2 ROWS"), &mut out);
+    c.push(Side::Client, 10, &query("SELECT 2 ROWS"));
     let lost_client = 3 * query("SELECT 1 ROW").len() as u64;
     let lost_server = (answer(2).len() + 3 * answer(1).len()) as u64;
     let q = query("SELECT 1 ROW");
-    losses_then(
-        &mut p,
-        50,
-        lost_client,
-        lost_server,
-        (Side::Client, &q),
-        &mut out,
-    );
-    push(&mut p, Side::Server, 51, &answer(1), &mut out);
-    push(&mut p, Side::Client, 60, &query("SELECT 2 ROWS"), &mut out);
-    push(&mut p, Side::Server, 61, &answer(2), &mut out);
+    c.losses_then(50, (lost_client, lost_server), (Side::Client, &q));
+    c.push(Side::Server, 51, &answer(1));
+    c.push(Side::Client, 60, &query("SELECT 2 ROWS"));
+    c.push(Side::Server, 61, &answer(2));
     assert_eq!(
-        answered(&out),
+        c.answered(),
         vec![
             ("SELECT 1 ROW".to_string(), Some(1)),
             ("SELECT 2 ROWS".to_string(), Some(2)),
         ],
-        "{out:?}"
+        "{:?}",
+        c.out
     );
 }
 
@@ -456,56 +452,31 @@ fn a_loss_reported_with_a_query_gives_the_next_answer_to_that_query() {
 /// neither it nor any later answer.
 #[test]
 fn a_loss_reported_with_an_answer_gives_it_to_the_newest_request() {
-    use wirelens_protocols::pgsql::PgsqlParser;
-    use wirelens_protocols::{Chunk, ConnParser};
-    let mut p = PgsqlParser::new();
-    let mut out = Vec::new();
-    let push = |p: &mut PgsqlParser, side: Side, ts: u64, data: &[u8], out: &mut Vec<_>| {
-        p.push(
-            Chunk {
-                side,
-                ts_ns: ts,
-                data,
-                missing: 0,
-            },
-            out,
-        )
-    };
-    push(&mut p, Side::Client, 1, &startup("u", "d"), &mut out);
-    push(&mut p, Side::Server, 2, &startup_reply(), &mut out);
-    let answer = |n: usize| {
-        let mut a = rows(n);
-        a.extend(ready(b'I'));
-        a
-    };
-    push(&mut p, Side::Client, 10, &query("SELECT 2 ROWS"), &mut out);
+    let mut c = Conn::started();
+    c.push(Side::Client, 10, &query("SELECT 2 ROWS"));
     let lost_client = 2 * query("SELECT 1 ROW").len() as u64;
     let lost_server = (answer(2).len() + answer(1).len()) as u64;
     let a = answer(1);
-    losses_then(
-        &mut p,
-        50,
-        lost_client,
-        lost_server,
-        (Side::Server, &a),
-        &mut out,
-    );
-    push(&mut p, Side::Client, 60, &query("SELECT 2 ROWS"), &mut out);
-    push(&mut p, Side::Server, 61, &answer(2), &mut out);
-    let got = answered(&out);
+    c.losses_then(50, (lost_client, lost_server), (Side::Server, &a));
+    c.push(Side::Client, 60, &query("SELECT 2 ROWS"));
+    c.push(Side::Server, 61, &answer(2));
+    let got = c.answered();
     assert!(
         got.iter()
             .all(|(q, rows)| (q == "SELECT 2 ROWS") == (*rows == Some(2)) || rows.is_none()),
-        "{out:?}"
+        "{:?}",
+        c.out
     );
     assert_eq!(
         got.last(),
         Some(&("SELECT 2 ROWS".to_string(), Some(2))),
-        "{out:?}"
+        "{:?}",
+        c.out
     );
     assert!(
         !got.iter()
             .any(|(q, r)| q == "SELECT 2 ROWS" && *r == Some(1)),
-        "{out:?}"
+        "{:?}",
+        c.out
     );
 }

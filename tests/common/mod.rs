@@ -32,6 +32,16 @@ pub fn root_tests_enabled() -> bool {
     true
 }
 
+/// The agent's counter `name` (`name=N`) as last printed in `stderr` (its exit line).
+pub fn agent_counter(stderr: &str, name: &str) -> Option<u64> {
+    let key = format!("{name}=");
+    stderr
+        .split_whitespace()
+        .rev()
+        .find_map(|w| w.strip_prefix(key.as_str()))
+        .and_then(|v| v.parse().ok())
+}
+
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_wirelens")
 }
