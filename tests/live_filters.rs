@@ -187,6 +187,17 @@ impl Cgroup {
     }
 }
 
+impl Cgroup {
+    /// `python3 -m http.server PORT` started inside this cgroup.
+    fn http_server(&self, port: u16) -> Proc {
+        http_server(
+            port,
+            &format!("echo $$ > {}/cgroup.procs;", self.0.display()),
+            &[],
+        )
+    }
+}
+
 impl Drop for Cgroup {
     fn drop(&mut self) {
         // The processes are killed by their guards first (declared later, dropped earlier).
@@ -219,16 +230,8 @@ fn root_filters_by_cgroup_decides_whole_cgroups_in_the_kernel() {
     // by the kernel from the cgroup entry the agent wrote.
     let agent = Agent::start(&["--config".into(), cfg.display().to_string()]);
     let (a, b) = (free_port(), free_port());
-    let _sa = http_server(
-        a,
-        &format!("echo $$ > {}/cgroup.procs;", keep.0.display()),
-        &[],
-    );
-    let _sb = http_server(
-        b,
-        &format!("echo $$ > {}/cgroup.procs;", drop_.0.display()),
-        &[],
-    );
+    let _sa = keep.http_server(a);
+    let _sb = drop_.http_server(b);
     wait_for_port(a);
     wait_for_port(b);
     assert_eq!(get(a, "/in-kept-cgroup"), 404);
@@ -480,16 +483,8 @@ fn root_filters_cgroup_decisions_alone_decide_in_the_kernel() {
     let one = Cgroup::new(&format!("wl-test-one-{}", std::process::id()));
     let two = Cgroup::new(&format!("wl-test-two-{}", std::process::id()));
     let (a, b) = (free_port(), free_port());
-    let _sa = http_server(
-        a,
-        &format!("echo $$ > {}/cgroup.procs;", one.0.display()),
-        &[],
-    );
-    let _sb = http_server(
-        b,
-        &format!("echo $$ > {}/cgroup.procs;", two.0.display()),
-        &[],
-    );
+    let _sa = one.http_server(a);
+    let _sb = two.http_server(b);
     wait_for_port(a);
     wait_for_port(b);
     let id = |c: &Cgroup| std::fs::metadata(&c.0).expect("cgroup").ino();
