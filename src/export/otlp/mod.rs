@@ -296,8 +296,9 @@ impl Otlp {
         self.offer_vec(&mut v);
     }
 
-    /// [`Otlp::offer_all`] for the records in `records`, which is left empty (its capacity
-    /// kept): the vector itself is queued, so the records are not moved one by one.
+    /// [`Otlp::offer_all`] for the records in `records`, which is left empty (a new vector
+    /// with room for as many): the vector itself is queued, so the records are not moved one
+    /// by one.
     pub fn offer_vec(&self, records: &mut Vec<Record>) {
         let Some(tx) = &self.spans else {
             records.clear();
@@ -319,8 +320,10 @@ impl Otlp {
                 sampled_out += 1;
             }
         }
+        // The pipeline's next vector is sized by this batch, not by the largest one it ever
+        // held: a burst does not make every later batch allocate as much.
         let mut batch = SpanBatch {
-            records: std::mem::replace(records, Vec::with_capacity(records.capacity())),
+            records: std::mem::replace(records, Vec::with_capacity(records.len())),
             ids: Vec::new(),
         };
         if sampled_out > 0 {
