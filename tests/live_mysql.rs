@@ -485,36 +485,18 @@ fn root_live_mariadb_connection_opened_before_the_agent() {
     assert_eq!(agent_counter(&stderr, "parse_errors"), Some(0), "{stderr}");
 }
 
-/// The tiny-ring drill for MariaDB: the agent is paused while one client connection runs a
-/// burst of statements answering one row and two rows, alternating, and resumed while the
-/// burst still runs. The kernel reports the lost calls with the connection's next event; no
-/// record may give a statement the other one's row count. (With the reports not handed to the
-/// parser, 1 of 295 records did: the packets' sequence ids resynchronise most of it.)
+/// The tiny-ring drill (common::drill) for MariaDB, the burst from the mariadb client. (With
+/// the kernel's loss reports not handed to the parser, 1 of 295 records was mispaired: the
+/// packets' sequence ids resynchronise most of it.)
 #[test]
 fn root_live_mariadb_pairing_survives_ring_buffer_losses() {
     if !root_tests_enabled() {
         return;
     }
     let _g = LIVE.lock().unwrap_or_else(|e| e.into_inner());
-    const BURST: usize = 20_000;
     let db = Mariadb::start();
-    let agent = Agent::start(&[
-        "--pid".to_string(),
-        db.proc.pid().to_string(),
-        "--ring-buffer-bytes".into(),
-        "4096".into(),
-        "--capture-bytes".into(),
-        "256".into(),
-    ]);
-    let sql: String = (0..BURST)
-        .map(|i| {
-            if i % 3 == 0 {
-                "SELECT 1 UNION ALL SELECT 2;\n"
-            } else {
-                "SELECT 1;\n"
-            }
-        })
-        .collect();
+    let agent = Agent::start(&drill::tiny_ring_args(db.proc.pid()));
+    let sql = drill::burst_sql();
     agent.proc.signal(libc::SIGSTOP);
     let client = {
         let port = db.port;
@@ -526,7 +508,7 @@ fn root_live_mariadb_pairing_survives_ring_buffer_losses() {
     assert!(err.is_empty(), "{err}");
     assert_eq!(
         out.lines().count(),
-        BURST + BURST.div_ceil(3),
+        drill::burst_rows(),
         "rows the client read"
     );
     std::thread::sleep(std::time::Duration::from_millis(300));
@@ -538,37 +520,7 @@ fn root_live_mariadb_pairing_survives_ring_buffer_losses() {
     let burst: Vec<&Value> = records
         .iter()
         .filter(|r| r["protocol"] == "mysql" && r["response"]["rows"].is_u64())
-        .filter(|r| {
-            r["request"]["query"]
-                .as_str()
-                .is_some_and(|q| q.starts_with("SELECT"))
-        })
+        .filter(|r| drill::query(r).starts_with("SELECT"))
         .collect();
-    let two_rows = |r: &Value| {
-        r["request"]["query"]
-            .as_str()
-            .is_some_and(|q| q.contains("UNION"))
-    };
-    let mispaired: Vec<String> = burst
-        .iter()
-        .filter(|r| (r["response"]["rows"] == 2) != two_rows(r))
-        .map(|r| format!("{} -> {}", r["request"]["query"], r["response"]["rows"]))
-        .collect();
-    eprintln!(
-        "{} of {} MariaDB records paired with another statement's answer",
-        mispaired.len(),
-        burst.len()
-    );
-    assert!(
-        burst.iter().any(|r| two_rows(r)) && burst.iter().any(|r| !two_rows(r)),
-        "the records should hold both statements: {}",
-        burst.len()
-    );
-    assert!(
-        mispaired.is_empty(),
-        "{} of {} MariaDB records paired with another statement's answer: {:?}",
-        mispaired.len(),
-        burst.len(),
-        &mispaired[..mispaired.len().min(10)]
-    );
+    drill::assert_none_mispaired("MariaDB", &burst, "");
 }

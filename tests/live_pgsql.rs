@@ -488,37 +488,18 @@ fn root_pgsql_pgbench_every_backend() {
     }
 }
 
-/// The tiny-ring drill for PostgreSQL: with a one-page ring, the agent is paused while one
-/// psql connection runs a burst of statements answering one row and two rows, alternating,
-/// and resumed while the burst still runs. The kernel reports the lost calls with the
-/// connection's next event; no record may give a statement the other one's row count.
+/// The tiny-ring drill (common::drill) for PostgreSQL, the burst from psql.
 #[test]
 fn root_pgsql_pairing_survives_ring_buffer_losses() {
     if !root_tests_enabled() {
         return;
     }
     let _g = LIVE.lock().unwrap_or_else(|e| e.into_inner());
-    const BURST: usize = 20_000;
     let pg = Pg::start();
     // The backend forks from the postmaster after the agent started: it inherits the
     // decision.
-    let agent = Agent::start(&[
-        "--pid".to_string(),
-        pg.postmaster.pid().to_string(),
-        "--ring-buffer-bytes".into(),
-        "4096".into(),
-        "--capture-bytes".into(),
-        "256".into(),
-    ]);
-    let sql: String = (0..BURST)
-        .map(|i| {
-            if i % 3 == 0 {
-                "SELECT 1 UNION ALL SELECT 2;\n"
-            } else {
-                "SELECT 1;\n"
-            }
-        })
-        .collect();
+    let agent = Agent::start(&drill::tiny_ring_args(pg.postmaster.pid()));
+    let sql = drill::burst_sql();
     let mut psql = pg
         .psql("fx")
         .stdin(Stdio::piped())
@@ -558,7 +539,7 @@ fn root_pgsql_pairing_survives_ring_buffer_losses() {
     assert!(status.success(), "psql: {status} {errors}");
     assert_eq!(
         printed.lines().count(),
-        BURST + BURST.div_ceil(3),
+        drill::burst_rows(),
         "rows psql printed"
     );
     std::thread::sleep(std::time::Duration::from_millis(300));
@@ -572,33 +553,6 @@ fn root_pgsql_pairing_survives_ring_buffer_losses() {
         .filter(|r| r["response"]["rows"].is_u64())
         .filter(|r| text(r, &["request", "query"]).starts_with("SELECT"))
         .collect();
-    let two_rows = |r: &Value| text(r, &["request", "query"]).contains("UNION");
-    let mispaired: Vec<String> = burst
-        .iter()
-        .filter(|r| (r["response"]["rows"] == 2) != two_rows(r))
-        .map(|r| format!("{} -> {}", r["request"]["query"], r["response"]["rows"]))
-        .collect();
-    eprintln!(
-        "{} of {} PostgreSQL records paired with another statement's answer; lost_in_gap={:?}",
-        mispaired.len(),
-        burst.len(),
-        agent_counter(&stderr, "lost_in_gap")
-    );
-    assert!(
-        burst.iter().any(|r| two_rows(r)) && burst.iter().any(|r| !two_rows(r)),
-        "the records should hold both statements: {}",
-        burst.len()
-    );
-    assert!(
-        burst.len() < BURST,
-        "with events lost, fewer than {BURST} statements can be reported: {}",
-        burst.len()
-    );
-    assert!(
-        mispaired.is_empty(),
-        "{} of {} PostgreSQL records paired with another statement's answer: {:?}",
-        mispaired.len(),
-        burst.len(),
-        &mispaired[..mispaired.len().min(10)]
-    );
+    let note = format!("; lost_in_gap={:?}", agent_counter(&stderr, "lost_in_gap"));
+    drill::assert_none_mispaired("PostgreSQL", &burst, &note);
 }

@@ -4,6 +4,7 @@
 //! the guard drops, so a failing test leaves nothing running.
 #![allow(dead_code)]
 
+pub mod drill;
 pub mod pg;
 
 use std::io::{BufRead, BufReader, Read, Write};
