@@ -13,67 +13,17 @@ const I64: u32 = 1;
 const LEN: u32 = 2;
 const I32: u32 = 5;
 
-pub(crate) fn varint(out: &mut Vec<u8>, v: u64) {
-    // Most varints of a span (tags, lengths of short strings) take one byte.
-    if v < 0x80 {
-        out.push(v as u8);
-    } else {
-        let mut h = Head::new();
-        h.varint(v);
-        h.write(out);
+pub(crate) fn varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push(v as u8 | 0x80);
+        v >>= 7;
     }
+    out.push(v as u8);
 }
 
 fn varint_len(v: u64) -> usize {
-    // 7 bits a byte, at least one byte.
+    // 1 byte per 7 bits, at least one.
     (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
-}
-
-const HEAD: usize = 32;
-
-/// The fixed-size parts of a field (tags and lengths) gathered on the stack and appended with
-/// one copy: `Vec::push` byte by byte checked the capacity at each byte, and showed as the
-/// largest cost of encoding a span.
-struct Head {
-    buf: [u8; HEAD],
-    len: usize,
-}
-
-impl Head {
-    fn new() -> Head {
-        Head {
-            buf: [0; HEAD],
-            len: 0,
-        }
-    }
-
-    /// Room for three 10-byte varints and a tag, or a tag and a fixed64; a caller writes no
-    /// more.
-    #[inline(always)]
-    fn varint(&mut self, mut v: u64) {
-        while v >= 0x80 {
-            self.buf[self.len] = v as u8 | 0x80;
-            self.len += 1;
-            v >>= 7;
-        }
-        self.buf[self.len] = v as u8;
-        self.len += 1;
-    }
-
-    #[inline(always)]
-    fn tag(&mut self, field: u32, wire: u32) {
-        self.varint(u64::from(field << 3 | wire));
-    }
-
-    /// Appends the bytes gathered. The whole buffer is copied and the excess cut off: a copy
-    /// of a constant size is a few vector moves, where one of a variable size calls
-    /// `memmove` (which then took more time than the encoding).
-    #[inline(always)]
-    fn write(&self, out: &mut Vec<u8>) {
-        let at = out.len();
-        out.extend_from_slice(&self.buf);
-        out.truncate(at + self.len);
-    }
 }
 
 fn tag(out: &mut Vec<u8>, field: u32, wire: u32) {
@@ -85,11 +35,8 @@ pub(crate) fn bytes(out: &mut Vec<u8>, field: u32, b: &[u8]) {
     if b.is_empty() {
         return;
     }
-    let mut h = Head::new();
-    h.tag(field, LEN);
-    h.varint(b.len() as u64);
-    out.reserve(HEAD + b.len());
-    h.write(out);
+    tag(out, field, LEN);
+    varint(out, b.len() as u64);
     out.extend_from_slice(b);
 }
 
@@ -99,11 +46,8 @@ pub(crate) fn bytes_parts(out: &mut Vec<u8>, field: u32, parts: &[&str]) {
     if len == 0 {
         return;
     }
-    let mut h = Head::new();
-    h.tag(field, LEN);
-    h.varint(len as u64);
-    out.reserve(HEAD + len);
-    h.write(out);
+    tag(out, field, LEN);
+    varint(out, len as u64);
     for p in parts {
         out.extend_from_slice(p.as_bytes());
     }
@@ -114,10 +58,8 @@ pub(crate) fn uint(out: &mut Vec<u8>, field: u32, v: u64) {
     if v == 0 {
         return;
     }
-    let mut h = Head::new();
-    h.tag(field, VARINT);
-    h.varint(v);
-    h.write(out);
+    tag(out, field, VARINT);
+    varint(out, v);
 }
 
 /// A `fixed64` field; nothing when 0.
@@ -125,11 +67,8 @@ pub(crate) fn fixed64(out: &mut Vec<u8>, field: u32, v: u64) {
     if v == 0 {
         return;
     }
-    let mut h = Head::new();
-    h.tag(field, I64);
-    h.buf[h.len..h.len + 8].copy_from_slice(&v.to_le_bytes());
-    h.len += 8;
-    h.write(out);
+    tag(out, field, I64);
+    out.extend_from_slice(&v.to_le_bytes());
 }
 
 /// A `fixed32` field; nothing when 0.
@@ -137,11 +76,8 @@ pub(crate) fn fixed32(out: &mut Vec<u8>, field: u32, v: u32) {
     if v == 0 {
         return;
     }
-    let mut h = Head::new();
-    h.tag(field, I32);
-    h.buf[h.len..h.len + 4].copy_from_slice(&v.to_le_bytes());
-    h.len += 4;
-    h.write(out);
+    tag(out, field, I32);
+    out.extend_from_slice(&v.to_le_bytes());
 }
 
 /// A message field (written even when empty, as a present sub-message is): `body` appends
@@ -186,50 +122,36 @@ fn len_field(field: u32, len: usize) -> usize {
     varint_len(u64::from(field << 3 | LEN)) + varint_len(len as u64) + len
 }
 
-/// A `KeyValue { key = 1; AnyValue value = 2 }` whose `AnyValue` is `value` then `body`.
-/// The lengths are known in advance, so nothing is moved afterwards, and the field is
-/// reserved once and written in four copies.
-fn kv(out: &mut Vec<u8>, field: u32, key: &str, value: &Head, body: &[u8]) {
-    let value_len = value.len + body.len();
+/// A `KeyValue { key = 1; AnyValue value = 2 }` whose value takes `value_len` bytes, up to
+/// the value: the lengths are known in advance, so nothing is moved afterwards.
+fn kv_head(out: &mut Vec<u8>, field: u32, key: &str, value_len: usize) {
     let key_len = if key.is_empty() {
         0
     } else {
         len_field(1, key.len())
     };
-    let mut head = Head::new();
-    head.tag(field, LEN);
-    head.varint((key_len + len_field(2, value_len)) as u64);
-    if !key.is_empty() {
-        head.tag(1, LEN);
-        head.varint(key.len() as u64);
-    }
-    let mut mid = Head::new();
-    mid.tag(2, LEN);
-    mid.varint(value_len as u64);
-    out.reserve(3 * HEAD + key.len() + value_len);
-    head.write(out);
-    out.extend_from_slice(key.as_bytes());
-    mid.write(out);
-    value.write(out);
-    out.extend_from_slice(body);
+    tag(out, field, LEN);
+    varint(out, (key_len + len_field(2, value_len)) as u64);
+    bytes(out, 1, key.as_bytes());
+    tag(out, 2, LEN);
+    varint(out, value_len as u64);
 }
 
 /// `KeyValue { key = 1; AnyValue value = 2 }`, the value a string (`AnyValue.string_value =
 /// 1`).
 pub(crate) fn kv_str(out: &mut Vec<u8>, field: u32, key: &str, value: &str) {
+    kv_head(out, field, key, len_field(1, value.len()));
     // An empty string is still a string value: written, not left to the default.
-    let mut v = Head::new();
-    v.tag(1, LEN);
-    v.varint(value.len() as u64);
-    kv(out, field, key, &v, value.as_bytes());
+    tag(out, 1, LEN);
+    varint(out, value.len() as u64);
+    out.extend_from_slice(value.as_bytes());
 }
 
 /// The same with an integer (`AnyValue.int_value = 3`, an `int64`).
 pub(crate) fn kv_int(out: &mut Vec<u8>, field: u32, key: &str, value: i64) {
-    let mut v = Head::new();
-    v.tag(3, VARINT);
-    v.varint(value as u64);
-    kv(out, field, key, &v, &[]);
+    kv_head(out, field, key, 1 + varint_len(value as u64));
+    tag(out, 3, VARINT);
+    varint(out, value as u64);
 }
 
 #[cfg(test)]
