@@ -143,14 +143,20 @@ impl Framer {
                 State::Body { left } => {
                     let n = left.min(rest.len() as u64) as usize;
                     self.payload(&rest[..n]);
-                    self.state = if n as u64 == left {
-                        State::Crlf { seen: 0 }
-                    } else {
-                        State::Body {
+                    if n as u64 != left {
+                        self.state = State::Body {
                             left: left - n as u64,
-                        }
-                    };
-                    n
+                        };
+                        n
+                    } else if rest.get(n..n + 2) == Some(b"\r\n") {
+                        // The CRLF is here whole: read with the payload, without two more
+                        // passes through `Crlf` (a blob is most of the tokens of a command).
+                        self.blob_done(ts, st, out);
+                        n + 2
+                    } else {
+                        self.state = State::Crlf { seen: 0 };
+                        n
+                    }
                 }
                 State::Crlf { seen } => {
                     if rest[0] != b"\r\n"[usize::from(seen)] {
