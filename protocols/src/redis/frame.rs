@@ -19,7 +19,7 @@
 
 use std::mem;
 
-use super::message::{Elem, Message};
+use super::message::Message;
 use super::resp;
 use super::stitch::Stitcher;
 use crate::Exchange;
@@ -344,7 +344,9 @@ impl Framer {
         m.kind = 0;
         m.inline = false;
         m.count = 0;
-        m.elems = [Elem::EMPTY; 3];
+        for e in &mut m.elems {
+            e.reset(0);
+        }
         m.text.clear();
         m.first_ts = ts;
         m.last_ts = ts;

@@ -30,11 +30,15 @@ impl Elem {
         buf: [0; ELEM_CAP],
     };
 
-    pub(super) fn new(kind: u8) -> Elem {
-        Elem {
-            kind,
-            ..Elem::EMPTY
-        }
+    /// Makes it a new element of type `kind` (0: absent), its bytes left where they are:
+    /// only the first `n` count, and rewriting the whole buffer took a `memset` per element.
+    pub(super) fn reset(&mut self, kind: u8) {
+        self.kind = kind;
+        self.len = 0;
+        self.int = 0;
+        self.done = false;
+        self.gap = false;
+        self.n = 0;
     }
 
     /// Its first bytes (at most [`ELEM_CAP`]).

@@ -5,7 +5,6 @@
 use std::mem;
 
 use super::{Cap, Dir, Framer, Open, State, MAX_DEPTH, MAX_TEXT};
-use crate::redis::message::Elem;
 use crate::redis::resp::{self, Header, MAX_ARGS, MAX_BLOB};
 use crate::redis::stitch::Stitcher;
 use crate::Exchange;
@@ -188,7 +187,7 @@ impl Framer {
             }
             [top] if !top.attribute && kind != b'|' && top.done < 3 => {
                 let i = top.done as usize;
-                self.msg.elems[i] = Elem::new(kind);
+                self.msg.elems[i].reset(kind);
                 Some(i)
             }
             _ => None,
