@@ -120,7 +120,7 @@ pub fn redis_cmd(command: &str, error: Option<&str>, lat: u64) -> Record {
         Some("app"),
         Role::Client,
         Request::Redis(redis::RedisRequest {
-            command: command.into(),
+            command: command.to_string().into(),
             args: 1,
         }),
         Some(Response::Redis(redis::RedisResponse {

@@ -3,6 +3,9 @@
 //! MULTI, EXEC, DISCARD, WATCH, RESET, MONITOR, CLIENT REPLY, the (P|S)(UN)SUBSCRIBE
 //! family; <https://redis.io/docs/latest/develop/interact/pubsub/> for the messages).
 
+use std::borrow::Cow;
+use std::sync::LazyLock;
+
 use super::message::{Elem, Message};
 
 /// The six publish/subscribe commands; each is confirmed by a reply (a RESP2 array, a RESP3
@@ -146,10 +149,86 @@ impl Special {
     }
 }
 
-/// The record's `command`: the first word in upper case (record-schema.md).
-pub(crate) fn command_name(name: &[u8]) -> String {
-    match std::str::from_utf8(name) {
+/// The record's `command`: the first word in upper case (record-schema.md). A name of
+/// [`COMMON`] is its static string, in whatever case it was sent.
+pub(crate) fn command_name(name: &[u8]) -> Cow<'static, str> {
+    if let Some(known) = packed(name).and_then(common) {
+        return Cow::Borrowed(known);
+    }
+    Cow::Owned(match std::str::from_utf8(name) {
         Ok(s) => s.to_ascii_uppercase(),
         Err(_) => String::from_utf8_lossy(name).to_ascii_uppercase(),
+    })
+}
+
+/// Commands that make up most of the traffic of common workloads (strings, hashes, lists,
+/// sets, sorted sets, keys, scripting, connection), named without a new string per request.
+/// Longer than 8 bytes they would not pack; none here is.
+const COMMON: [&str; 48] = [
+    "GET", "SET", "DEL", "EXISTS", "EXPIRE", "PEXPIRE", "TTL", "PTTL", "INCR", "DECR", "INCRBY",
+    "DECRBY", "APPEND", "STRLEN", "MGET", "MSET", "SETEX", "SETNX", "GETDEL", "GETEX", "HGET",
+    "HSET", "HMGET", "HMSET", "HDEL", "HGETALL", "HINCRBY", "HEXISTS", "HLEN", "LPUSH", "RPUSH",
+    "LPOP", "RPOP", "LRANGE", "LLEN", "SADD", "SREM", "SCARD", "SPOP", "ZADD", "ZRANGE", "ZREM",
+    "ZSCORE", "ZCARD", "PING", "EVALSHA", "PUBLISH", "SCAN",
+];
+
+/// Up to 8 bytes of a name, upper-cased, as one little-endian word; none for longer names.
+fn packed(name: &[u8]) -> Option<u64> {
+    if name.is_empty() || name.len() > 8 {
+        return None;
+    }
+    let mut w = [0u8; 8];
+    for (d, s) in w.iter_mut().zip(name) {
+        *d = s.to_ascii_uppercase();
+    }
+    Some(u64::from_le_bytes(w))
+}
+
+/// The [`COMMON`] name whose packed word is `w`.
+fn common(w: u64) -> Option<&'static str> {
+    static SORTED: LazyLock<Vec<(u64, &'static str)>> = LazyLock::new(|| {
+        let mut v: Vec<(u64, &'static str)> = COMMON
+            .iter()
+            .filter_map(|n| Some((packed(n.as_bytes())?, *n)))
+            .collect();
+        v.sort_unstable();
+        v
+    });
+    SORTED
+        .binary_search_by_key(&w, |(k, _)| *k)
+        .ok()
+        .map(|i| SORTED[i].1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every common name is found, in any case, as its static string; the others are
+    /// upper-cased into a string of their own, as before.
+    #[test]
+    fn command_names() {
+        for n in COMMON {
+            assert!(n.len() <= 8, "{n} does not pack");
+            for sent in [n.to_string(), n.to_ascii_lowercase()] {
+                let got = command_name(sent.as_bytes());
+                assert!(matches!(got, Cow::Borrowed(s) if s == n), "{sent}: {got:?}");
+            }
+        }
+        let mut words: Vec<u64> = COMMON.iter().filter_map(|n| packed(n.as_bytes())).collect();
+        words.sort_unstable();
+        words.dedup();
+        assert_eq!(words.len(), COMMON.len(), "two names pack alike");
+        for (sent, want) in [
+            (&b"hGetAll"[..], "HGETALL"),
+            (b"zrangebyscore", "ZRANGEBYSCORE"),
+            (b"get2", "GET2"),
+            (b"GE", "GE"),
+            (b"", ""),
+            (b"x\xffy", "X\u{fffd}Y"),
+        ] {
+            assert_eq!(command_name(sent), want, "{sent:?}");
+        }
+        assert!(matches!(command_name(b"CLUSTER"), Cow::Owned(_)));
     }
 }

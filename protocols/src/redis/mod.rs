@@ -31,8 +31,9 @@ use stitch::Stitcher;
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct RedisRequest {
     /// Upper-case first word: `GET`, `SET`, `HGETALL`, ... (of a two-word command such as
-    /// `CLIENT REPLY`, the first word). At most 64 bytes of it are kept.
-    pub command: String,
+    /// `CLIENT REPLY`, the first word). At most 64 bytes of it are kept. The commonest
+    /// names are static strings: no allocation per request for them.
+    pub command: std::borrow::Cow<'static, str>,
     /// Number of arguments after the command.
     pub args: u32,
 }

@@ -148,7 +148,7 @@ pub fn ex(e: &Exchange) -> Ex {
         resp.message.clone()
     });
     Ex {
-        command: r.command.clone(),
+        command: r.command.to_string(),
         args: r.args,
         error,
         outcome: e.outcome,
