@@ -152,8 +152,11 @@ impl Special {
 /// The record's `command`: the first word in upper case (record-schema.md). A name of
 /// [`COMMON`] is its static string, in whatever case it was sent.
 pub(crate) fn command_name(name: &[u8]) -> Cow<'static, str> {
+    // The word pads with zeros: the length tells `GET` from `GET\0`.
     if let Some(known) = packed(name).and_then(common) {
-        return Cow::Borrowed(known);
+        if known.len() == name.len() {
+            return Cow::Borrowed(known);
+        }
     }
     Cow::Owned(match std::str::from_utf8(name) {
         Ok(s) => s.to_ascii_uppercase(),
@@ -226,6 +229,8 @@ mod tests {
             (b"GE", "GE"),
             (b"", ""),
             (b"x\xffy", "X\u{fffd}Y"),
+            (b"get\0", "GET\0"),
+            (b"SET\0\0", "SET\0\0"),
         ] {
             assert_eq!(command_name(sent), want, "{sent:?}");
         }
