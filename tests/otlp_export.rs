@@ -489,3 +489,64 @@ fn sampling_ratio_decides_by_trace_id() {
     assert!(receiver.spans().iter().all(|(_, s)| s.trace_id[15] == 0x0a));
     rt.block_on(o.shutdown(None, Duration::from_secs(2)));
 }
+
+fn delayed(r: &Receiver, batch_size: usize, delay_ms: u64) -> wirelens::export::otlp::OtlpSettings {
+    OtlpConfig {
+        endpoint: Some(r.endpoint()),
+        protocol: Some(r.wire.protocol().into()),
+        batch_size: Some(batch_size),
+        batch_delay_ms: Some(delay_ms),
+        metrics: Some(false),
+        ..OtlpConfig::default()
+    }
+    .build(&|_| None)
+    .expect("valid")
+    .expect("an endpoint")
+}
+
+/// `otlp.batch_delay_ms`: spans offered a little at a time go out together once the delay
+/// is over, not one export call per offer; a full batch goes at once; the queue's closing
+/// sends what is held without waiting for the delay.
+#[test]
+fn part_full_batches_wait_for_the_delay_and_full_ones_do_not() {
+    let receiver = Receiver::start(Wire::Http);
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let _ctx = rt.enter();
+
+    // Three offers of one span, 100 ms apart, with a delay of 1.5 s: one export of three.
+    let delay = Duration::from_millis(1500);
+    let o = Otlp::start(&delayed(&receiver, 512, delay.as_millis() as u64)).expect("exporter");
+    let first = Instant::now();
+    for i in 0..3 {
+        o.offer(http_server("web", "GET", &format!("/slow/{i}"), 200, MS));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    receiver.wait(Duration::from_secs(20), "the delayed batch", |r| {
+        r.spans().len() >= 3
+    });
+    assert!(
+        first.elapsed() >= delay,
+        "sent after {:?}, before the delay",
+        first.elapsed()
+    );
+    assert_eq!(receiver.trace_requests(), 1);
+    assert_eq!(receiver.spans().len(), 3);
+    rt.block_on(o.shutdown(None, Duration::from_secs(5)));
+
+    // A delay longer than the test's waits: full batches go at once, and so does what is
+    // left when the queue closes.
+    let o = Otlp::start(&delayed(&receiver, 4, 60_000)).expect("exporter");
+    o.offer_all((0..9).map(|i| http_server("web", "GET", &format!("/full/{i}"), 200, MS)));
+    receiver.wait(Duration::from_secs(20), "two full batches", |r| {
+        r.spans().len() >= 3 + 8
+    });
+    assert_eq!(receiver.trace_requests(), 1 + 2);
+    let closing = Instant::now();
+    rt.block_on(o.shutdown(None, Duration::from_secs(30)));
+    assert!(
+        closing.elapsed() < Duration::from_secs(30),
+        "the last span waited for the delay"
+    );
+    assert_eq!(receiver.spans().len(), 3 + 9);
+    assert_eq!(receiver.trace_requests(), 1 + 2 + 1);
+}

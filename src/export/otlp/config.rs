@@ -42,6 +42,9 @@ pub struct OtlpConfig {
     pub queue_size: Option<usize>,
     /// Spans in one export call at most (default 512).
     pub batch_size: Option<usize>,
+    /// Longest wait, ms, for a batch to fill before it is sent part full
+    /// (`OTEL_BSP_SCHEDULE_DELAY`); default 1000, 0 sends whatever is queued at once.
+    pub batch_delay_ms: Option<u64>,
 }
 
 /// Wire protocol of an exporter.
@@ -81,6 +84,8 @@ pub struct OtlpSettings {
     pub sampling_ratio: f64,
     pub queue_size: usize,
     pub batch_size: usize,
+    /// How long a part-full batch waits for more spans.
+    pub batch_delay: Duration,
 }
 
 /// A bad `otlp` value or variable: the key (or variable) and why.
@@ -89,6 +94,10 @@ pub struct InvalidOtlp {
     pub field: String,
     pub message: String,
 }
+
+/// Longest `otlp.batch_delay_ms` taken: spans held longer would look lost to whoever waits
+/// for them.
+const MAX_BATCH_DELAY_MS: u64 = 60_000;
 
 fn invalid(field: impl Into<String>, message: impl Into<String>) -> InvalidOtlp {
     InvalidOtlp {
@@ -141,6 +150,24 @@ impl OtlpConfig {
         if batch_size == 0 {
             return Err(invalid("otlp.batch_size", "must be at least 1"));
         }
+        let batch_delay_ms = match self.batch_delay_ms {
+            Some(ms) => ms,
+            None => match var("OTEL_BSP_SCHEDULE_DELAY") {
+                Some(v) => v.trim().parse::<u64>().map_err(|_| {
+                    invalid(
+                        "OTEL_BSP_SCHEDULE_DELAY",
+                        format!("`{v}` is not a number of milliseconds"),
+                    )
+                })?,
+                None => 1000,
+            },
+        };
+        if batch_delay_ms > MAX_BATCH_DELAY_MS {
+            return Err(invalid(
+                "otlp.batch_delay_ms",
+                format!("{batch_delay_ms} is more than {MAX_BATCH_DELAY_MS} (a minute)"),
+            ));
+        }
         let mut resource_attributes = match var("OTEL_RESOURCE_ATTRIBUTES") {
             Some(text) => parse_pairs(&text)
                 .map_err(|m| invalid("OTEL_RESOURCE_ATTRIBUTES", m))?
@@ -172,6 +199,7 @@ impl OtlpConfig {
             sampling_ratio: ratio,
             queue_size,
             batch_size,
+            batch_delay: Duration::from_millis(batch_delay_ms),
         }))
     }
 
@@ -381,6 +409,34 @@ mod tests {
             vec![("deployment.environment".to_string(), "prod".to_string())]
         );
         assert_eq!(s.sampling_ratio, 1.0);
+        assert_eq!(s.batch_delay, Duration::from_millis(1000));
+    }
+
+    #[test]
+    fn batch_delay_from_the_file_or_the_environment() {
+        let e = env(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318"),
+            ("OTEL_BSP_SCHEDULE_DELAY", " 250 "),
+        ]);
+        let s = OtlpConfig::default().build(&e).unwrap().unwrap();
+        assert_eq!(s.batch_delay, Duration::from_millis(250));
+        let c = OtlpConfig {
+            batch_delay_ms: Some(0),
+            ..OtlpConfig::default()
+        };
+        assert_eq!(c.build(&e).unwrap().unwrap().batch_delay, Duration::ZERO);
+        let bad = env(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "5s"),
+        ]);
+        let err = OtlpConfig::default().build(&bad).unwrap_err();
+        assert_eq!(err.field, "OTEL_BSP_SCHEDULE_DELAY");
+        assert!(err.message.contains("`5s`"), "{}", err.message);
+        let c = OtlpConfig {
+            batch_delay_ms: Some(60_001),
+            ..OtlpConfig::default()
+        };
+        assert_eq!(c.build(&e).unwrap_err().field, "otlp.batch_delay_ms");
     }
 
     #[test]

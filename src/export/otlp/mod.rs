@@ -15,8 +15,9 @@
 //! **Bounded memory.** The pipeline never waits for a collector: spans go through a queue of
 //! `otlp.queue_size` records (each batch of records the pipeline writes is one message, sent
 //! with `try_send`; what finds no room is dropped and counted), one worker task exports them
-//! in batches of at most `otlp.batch_size`, one export call each; a batch whose export
-//! failed, or the spans a collector refused, are dropped and counted. Metrics go through a queue of one pending
+//! in batches of at most `otlp.batch_size`, one export call each (a batch not yet full waits
+//! up to `otlp.batch_delay_ms` for more spans; the queue's closing sends it at once); a batch
+//! whose export failed, or the spans a collector refused, are dropped and counted. Metrics go through a queue of one pending
 //! request: a period whose request finds it full is dropped and counted, and the next one
 //! carries the cumulative values anyway. When the collector returns, the next export
 //! succeeds: nothing needs restarting.
@@ -251,6 +252,7 @@ impl Otlp {
                     client,
                     rx,
                     s.batch_size,
+                    s.batch_delay,
                     resources.clone(),
                     counters.clone(),
                 )));
@@ -466,6 +468,7 @@ async fn span_worker(
     mut client: traces::TracesClient,
     mut rx: mpsc::Receiver<SpanBatch>,
     batch_size: usize,
+    delay: Duration,
     resources: Arc<Resources>,
     c: Arc<OtlpCounters>,
 ) {
@@ -475,11 +478,19 @@ async fn span_worker(
     // Messages taken from the queue, the first one from `skip` on (what is before was sent).
     let mut msgs: Vec<SpanBatch> = Vec::new();
     let mut skip = 0;
+    // The queue is closed (the agent is stopping): nothing is worth waiting for.
+    let mut closed = false;
+    // When the spans held (not yet in a batch sent) began to wait.
+    let mut since = tokio::time::Instant::now();
     loop {
-        if msgs.is_empty() && rx.recv_many(&mut msgs, 64).await == 0 {
-            break;
+        if msgs.is_empty() {
+            if closed || rx.recv_many(&mut msgs, 64).await == 0 {
+                break;
+            }
+            since = tokio::time::Instant::now();
         }
-        // Top up to a full batch with what is already queued, without waiting.
+        // Top up to a full batch with what is already queued, then with what comes until
+        // the delay is over.
         let mut have: usize = msgs.iter().map(SpanBatch::len).sum::<usize>() - skip;
         while have < batch_size {
             match rx.try_recv() {
@@ -487,7 +498,25 @@ async fn span_worker(
                     have += m.len();
                     msgs.push(m);
                 }
-                Err(_) => break,
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    if closed || delay.is_zero() {
+                        break;
+                    }
+                    tokio::select! {
+                        m = rx.recv() => match m {
+                            Some(m) => {
+                                have += m.len();
+                                msgs.push(m);
+                            }
+                            None => closed = true,
+                        },
+                        _ = tokio::time::sleep_until(since + delay) => break,
+                    }
+                }
+                Err(mpsc::error::TryRecvError::Disconnected) => {
+                    closed = true;
+                    break;
+                }
             }
         }
         // The batch: up to `batch_size` spans from the messages, in order, not moved.
@@ -516,6 +545,8 @@ async fn span_worker(
         drop(items);
         msgs.drain(..whole);
         skip = rest;
+        // What is left of the messages waits for the next batch from now.
+        since = tokio::time::Instant::now();
         match client.export(body).await {
             Ok(refused) => {
                 let refused = refused.min(n);
