@@ -39,7 +39,7 @@ use wirelens_protocols::{Response, Status};
 use super::peer::{is_server_side, AddrRef, Peers};
 use super::Histogram;
 use crate::output::Record;
-use crate::text::same;
+use crate::text::{same, same_bytes};
 
 /// Entries waiting for attribution at most; more settle the oldest early.
 pub const MAX_PENDING: usize = 65_536;
@@ -169,6 +169,14 @@ impl Text {
         }
     }
 
+    /// The bytes, for comparisons: no UTF-8 check (`as_str` checks).
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            Text::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            Text::Heap(s) => s.as_bytes(),
+        }
+    }
+
     fn as_str(&self) -> &str {
         match self {
             // A whole `str` was copied in: always UTF-8, the default is never taken.
@@ -208,9 +216,9 @@ impl Waiting {
             && self.protocol == r.protocol
             && self.client_port == r.client.port
             && self.server_port == r.server.port
-            && same(self.client_ip.as_str(), &r.client.ip)
-            && same(self.server_ip.as_str(), &r.server.ip)
-            && same(self.service.as_str(), service)
+            && same_bytes(self.client_ip.as_bytes(), r.client.ip.as_bytes())
+            && same_bytes(self.server_ip.as_bytes(), r.server.ip.as_bytes())
+            && same_bytes(self.service.as_bytes(), service.as_bytes())
     }
 
     fn add(&mut self, r: &Record) {
@@ -682,6 +690,7 @@ mod tests {
         for len in [0, 1, INLINE - 1, INLINE, INLINE + 1, 300] {
             let s: String = "é".repeat(len / 2) + &"x".repeat(len % 2);
             assert_eq!(Text::new(&s).as_str(), s);
+            assert_eq!(Text::new(&s).as_bytes(), s.as_bytes());
         }
         let (mut p, mut peers) = (Pending::default(), Peers::default());
         let long = "a-service-name-longer-than-what-an-entry-keeps-inline";
