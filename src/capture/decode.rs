@@ -187,7 +187,11 @@ fn fill_data(
                 // The same process as the last event, most of the time: no conversion then.
                 if !crate::text::same_bytes(o.process.comm.as_bytes(), raw_comm) {
                     o.process.comm.clear();
-                    o.process.comm.push_str(&String::from_utf8_lossy(raw_comm));
+                    // Valid UTF-8 (nearly always) is checked faster than a lossy conversion.
+                    match std::str::from_utf8(raw_comm) {
+                        Ok(s) => o.process.comm.push_str(s),
+                        Err(_) => o.process.comm.push_str(&String::from_utf8_lossy(raw_comm)),
+                    }
                 }
             }
             None => {
