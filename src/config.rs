@@ -75,7 +75,7 @@ impl Default for Config {
             max_connections: 65_536,
             ring_buffer_bytes: DEFAULT_RING_BUFFER_BYTES,
             wakeup_bytes: 256 * 1024,
-            drain_interval_ms: 20,
+            drain_interval_ms: 100,
             stats_interval_s: 60,
             aggregation: AggregationConfig::default(),
             metrics_addr: None,
@@ -382,6 +382,10 @@ mod tests {
         let s = Config::default().build().unwrap();
         assert_eq!(s.capture.ring_buffer_bytes, 16 * 1024 * 1024);
         assert_eq!(s.capture.wakeup_bytes, 256 * 1024);
+        assert_eq!(
+            s.capture.drain_interval,
+            std::time::Duration::from_millis(100)
+        );
         let c = Config::parse("ring_buffer_bytes: 65536\ncapture_bytes: 1024\n").unwrap();
         let s = c.build().unwrap();
         assert_eq!(s.capture.ring_buffer_bytes, 65536);

@@ -64,7 +64,7 @@ impl Default for CaptureConfig {
             capture_bytes: 4096,
             ring_buffer_bytes: DEFAULT_RING_BUFFER_BYTES as u32,
             wakeup_bytes: 256 * 1024,
-            drain_interval: Duration::from_millis(20),
+            drain_interval: Duration::from_millis(100),
         }
     }
 }
