@@ -111,16 +111,11 @@ pub async fn run(
             _ = &mut ended => break,
             _ = health.tick() => {
                 if let Some(o) = &otlp {
-                    metrics.set_otlp_health(lock(o).health());
+                    let h = lock(o).health();
+                    metrics.set_otlp_health(h);
                 }
             }
-            _ = period_end.tick() => {
-                let mut agg = metrics.aggregator();
-                agg.tick();
-                if let Some(o) = &otlp {
-                    lock(o).period(&agg);
-                }
-            }
+            _ = period_end.tick() => end_period(&metrics, otlp.as_deref()),
             _ = sighup.recv() => { let _ = ctl_tx.send(filter_ctl::Msg::Reload); }
             _ = sigint.recv(), if !stopping => {
                 stopping = true;
@@ -164,8 +159,24 @@ pub async fn run(
     Ok(())
 }
 
+/// The exporter, locked.
+///
+/// Lock order: the aggregator before the exporter. Only [`end_period`] holds both; the
+/// capture thread ([`write_all`]) takes them one after the other. (It once held the exporter
+/// while it aggregated: a period ending at that moment deadlocked the agent, its capture
+/// and its `/metrics` alike.)
 fn lock(o: &Mutex<Otlp>) -> std::sync::MutexGuard<'_, Otlp> {
     o.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The end of an aggregation period: the aggregator moves on, and its metrics as they stand
+/// go to the OTLP exporter (a snapshot of the aggregator, so both are held).
+fn end_period(metrics: &Metrics, otlp: Option<&Mutex<Otlp>>) {
+    let mut agg = metrics.aggregator();
+    agg.tick();
+    if let Some(o) = otlp {
+        lock(o).period(&agg);
+    }
 }
 
 /// Records written per call of [`Pipeline::write`] at most, between two drains of the ring.
@@ -192,12 +203,11 @@ struct Pipeline {
 
 impl Pipeline {
     fn write(&mut self) -> anyhow::Result<()> {
-        let otlp = self.otlp.as_deref().map(lock);
         write_all(
             &mut self.writer,
             &mut self.records,
             &self.metrics,
-            otlp.as_deref(),
+            self.otlp.as_deref(),
         )
     }
 
@@ -278,12 +288,13 @@ async fn serve_metrics(ep: &MetricsEndpoint, metrics: &Arc<Metrics>) -> anyhow::
     }
 }
 
-/// Counts each record in the aggregate, then writes it and hands it to the OTLP export.
+/// Counts each record in the aggregate, then writes it and hands it to the OTLP export. The
+/// aggregator is let go before the exporter is locked (see [`lock`]).
 fn write_all(
     writer: &mut RecordWriter,
     records: &mut Vec<Record>,
     metrics: &Metrics,
-    otlp: Option<&Otlp>,
+    otlp: Option<&Mutex<Otlp>>,
 ) -> anyhow::Result<()> {
     crate::k8s::enrich(records);
     if !records.is_empty() {
@@ -297,7 +308,7 @@ fn write_all(
         .iter()
         .try_for_each(|r| writer.write(r).context("writing a record"));
     match otlp {
-        Some(o) => o.offer_vec(records),
+        Some(o) => lock(o).offer_vec(records),
         None => records.clear(),
     }
     written?;
@@ -345,4 +356,105 @@ fn log_stats(c: &CaptureCounters, s: &ConntrackStats, conns: usize) {
         unmatched_responses = s.parse.unmatched_responses,
         "counters"
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aggregate::AggregationSettings;
+    use crate::export::otlp::config::OtlpConfig;
+    use crate::output::{Format, ProcessRecord};
+    use wirelens_protocols::{redis, Exchange, Outcome, Request, Response, Role};
+
+    fn records(n: usize) -> Vec<Record> {
+        (0..n)
+            .map(|i| {
+                let ex = Exchange {
+                    req_ts_ns: 1_000_000_000,
+                    resp_ts_ns: Some(1_000_100_000),
+                    request: Request::Redis(redis::RedisRequest {
+                        command: "GET".into(),
+                        args: 1,
+                    }),
+                    response: Some(Response::Redis(redis::RedisResponse {
+                        error: false,
+                        message: None,
+                    })),
+                    outcome: Outcome::Complete,
+                    truncated: false,
+                    trace: None,
+                };
+                let client = std::net::SocketAddr::from(([127, 0, 0, 1], 40_000 + (i % 8) as u16));
+                let server = std::net::SocketAddr::from(([127, 0, 0, 1], 6379));
+                let process = Some(ProcessRecord {
+                    pid: 42,
+                    comm: "app".into(),
+                });
+                Record::new(ex, Role::Client, client, server, process)
+            })
+            .collect()
+    }
+
+    /// The capture thread writes records while the runtime ends periods, as fast as both
+    /// can: neither may wait for the other forever. With the exporter held while the records
+    /// were aggregated (the order before), this test deadlocked.
+    #[test]
+    fn writing_while_periods_end_does_not_deadlock() {
+        const ROUNDS: usize = 3000;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let _ctx = rt.enter();
+        // Nobody listens, and the workers' runtime is not driven: the queue fills and the
+        // rest is counted as dropped, which costs the offers nothing.
+        let settings = OtlpConfig {
+            endpoint: Some("http://127.0.0.1:9".into()),
+            queue_size: Some(64),
+            ..OtlpConfig::default()
+        }
+        .build(&|_| None)
+        .expect("valid")
+        .expect("an endpoint");
+        let otlp = Arc::new(Mutex::new(Otlp::start(&settings).expect("exporter")));
+        let metrics = Arc::new(Metrics::new(AggregationSettings::default()));
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let writer = {
+            let (m, o, tx) = (metrics.clone(), otlp.clone(), done_tx.clone());
+            std::thread::spawn(move || {
+                let mut w = RecordWriter::new(Format::None, Box::new(std::io::sink()));
+                let mut recs = Vec::new();
+                for _ in 0..ROUNDS {
+                    recs.extend(records(32));
+                    write_all(&mut w, &mut recs, &m, Some(&o)).expect("written");
+                }
+                let _ = tx.send("the writer");
+            })
+        };
+        let periods = {
+            let (m, o, tx) = (metrics.clone(), otlp.clone(), done_tx);
+            std::thread::spawn(move || {
+                for _ in 0..ROUNDS {
+                    end_period(&m, Some(&o));
+                }
+                let _ = tx.send("the period tick");
+            })
+        };
+        for _ in 0..2 {
+            let who = done_rx
+                .recv_timeout(Duration::from_secs(60))
+                .expect("still running after 60 s: the writer and the period tick deadlocked");
+            eprintln!("{who} is done");
+        }
+        writer.join().expect("writer");
+        periods.join().expect("period tick");
+        // Every record was aggregated; the records offered to the exporter are each queued
+        // or counted as dropped.
+        let h = lock(&otlp).health();
+        let spans: std::collections::BTreeMap<_, _> = h.spans.into_iter().collect();
+        assert_eq!(
+            spans["dropped_queue_full"] + h.queued_spans,
+            (ROUNDS * 32) as u64
+        );
+    }
 }
