@@ -659,19 +659,16 @@ fn root_otlp_collector_down_then_back() {
         assert_eq!(world.app.run("http 100 /hello.txt")["http"][99], 200);
     }
     let start = Instant::now();
-    // Once in CI (2026-12-07) a scrape here got no answer in 10 s, and it did not happen again
-    // in repeated runs: one such stall is printed with what the agent's threads were doing
-    // and tolerated; a second fails the test.
-    let mut stalled = 0;
+    // Once in CI (2026-12-07) a scrape here got no answer. The likely cause, found later: the
+    // capture thread and the period tick took the aggregator and the exporter in opposite
+    // orders and could deadlock (`run::tests::writing_while_periods_end_does_not_deadlock`).
+    // A stall prints what the agent's threads were doing.
     let body = loop {
         let body = match try_scrape(mport) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                stalled += 1;
                 let why = threads_and_log(pid, &agent);
-                eprintln!("the metrics endpoint did not answer in 10 s (stall {stalled}):\n{why}");
-                assert!(stalled < 2, "the metrics endpoint stalled again:\n{why}");
-                continue;
+                panic!("the metrics endpoint did not answer in 10 s:\n{why}");
             }
             Err(e) => panic!("scraping the agent: {e}"),
         };
@@ -685,7 +682,7 @@ fn root_otlp_collector_down_then_back() {
             break body;
         }
         assert!(
-            start.elapsed() < Duration::from_secs(20 + 10 * stalled),
+            start.elapsed() < Duration::from_secs(20),
             "no export failure counted:\n{body}"
         );
         std::thread::sleep(Duration::from_millis(200));
