@@ -150,21 +150,24 @@ impl OtlpConfig {
         if batch_size == 0 {
             return Err(invalid("otlp.batch_size", "must be at least 1"));
         }
-        let batch_delay_ms = match self.batch_delay_ms {
-            Some(ms) => ms,
+        let (delay_field, batch_delay_ms) = match self.batch_delay_ms {
+            Some(ms) => ("otlp.batch_delay_ms", ms),
             None => match var("OTEL_BSP_SCHEDULE_DELAY") {
-                Some(v) => v.trim().parse::<u64>().map_err(|_| {
-                    invalid(
-                        "OTEL_BSP_SCHEDULE_DELAY",
-                        format!("`{v}` is not a number of milliseconds"),
-                    )
-                })?,
-                None => 1000,
+                Some(v) => (
+                    "OTEL_BSP_SCHEDULE_DELAY",
+                    v.trim().parse::<u64>().map_err(|_| {
+                        invalid(
+                            "OTEL_BSP_SCHEDULE_DELAY",
+                            format!("`{v}` is not a number of milliseconds"),
+                        )
+                    })?,
+                ),
+                None => ("otlp.batch_delay_ms", 1000),
             },
         };
         if batch_delay_ms > MAX_BATCH_DELAY_MS {
             return Err(invalid(
-                "otlp.batch_delay_ms",
+                delay_field,
                 format!("{batch_delay_ms} is more than {MAX_BATCH_DELAY_MS} (a minute)"),
             ));
         }
@@ -437,6 +440,12 @@ mod tests {
             ..OtlpConfig::default()
         };
         assert_eq!(c.build(&e).unwrap_err().field, "otlp.batch_delay_ms");
+        let long = env(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "70000"),
+        ]);
+        let err = OtlpConfig::default().build(&long).unwrap_err();
+        assert_eq!(err.field, "OTEL_BSP_SCHEDULE_DELAY");
     }
 
     #[test]
