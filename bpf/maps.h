@@ -12,7 +12,7 @@ enum wl_buf_kind {
 	WL_BUF_MMSG = 2,  /* sendmmsg/recvmmsg: an mmsghdr array, `iovlen` long */
 };
 
-/* What a data syscall's enter leaves for its exit (kernel only). */
+/* A data syscall's arguments, as its exit reads them (kernel only). */
 struct wl_args {
 	__u64 buf;    /* buffer or iovec array (user pointer) */
 	__u64 iovlen; /* number of iovecs, for WL_BUF_IOV */
@@ -20,15 +20,13 @@ struct wl_args {
 	__s32 fd;
 	__u8 dir;     /* enum wl_direction */
 	__u8 kind;    /* enum wl_buf_kind */
-	__u8 live;    /* set at enter, cleared at exit: the slot holds a call in flight */
-	__u8 _pad;
+	__u8 _pad[2];
 };
 
-/* Per thread (task-local storage): the call in flight, and the thread's filter verdict
- * (enum wl_verdict), valid while both filter generations and the thread's cgroup are those
- * it was decided with (see `excluded`). */
+/* Per thread (task-local storage): the thread's filter verdict (enum wl_verdict), valid
+ * while both filter generations and the thread's cgroup are those it was decided with (see
+ * `excluded`). */
 struct wl_task {
-	struct wl_args args;
 	__u64 verdict_gen_user;
 	__u64 verdict_gen_kernel;
 	__u64 verdict_cgroup;
@@ -42,21 +40,17 @@ enum wl_verdict {
 	WL_VERDICT_DROP = 2,
 };
 
-/* Per CPU: the last data call entered on this CPU and the verdict of the thread that made
- * it. While no other thread entered a data call here, the verdict spares the thread's
- * storage at enter; while the thread has not been switched out since (its context switch
- * count is unchanged, so no other call ran here in between), `live` 0 tells its exit that
- * nothing is in flight without looking at the storage. Programs run without preemption, so
- * one run's reads and writes of the entry are not interleaved with another's. */
+/* Per CPU: the thread of the last data call on this CPU and its verdict. While no other
+ * thread made a data call here, the verdict spares the thread's storage. Programs run
+ * without preemption, so one run's reads and writes of the entry are not interleaved with
+ * another's. */
 struct wl_cpu_last {
 	__u64 id;            /* pid_tgid of the thread */
-	__u64 csw;           /* its nvcsw + nivcsw at that enter */
 	__u64 verdict_gen_user;
 	__u64 verdict_gen_kernel;
 	__u64 verdict_cgroup;
 	__u8 verdict;        /* enum wl_verdict of `id`, NONE when not decided */
-	__u8 live;           /* that call left its arguments in the thread's storage */
-	__u8 _pad[6];
+	__u8 _pad[7];
 };
 
 struct {
@@ -82,15 +76,14 @@ struct {
 	__type(value, struct wl_conn);
 } conn_table SEC(".maps");
 
-/* Per thread: the arguments of the data syscall in flight on it. Task-local storage costs a
- * pointer walk where a hash map would hash, allocate and free on every call; a thread's slot
- * is made at its first traced call and freed with the thread. */
+/* Per thread: its filter verdict. Task-local storage costs a pointer walk where a hash map
+ * would hash; a thread's slot is made at its first traced call and freed with the thread. */
 struct {
 	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, int);
 	__type(value, struct wl_task);
-} inflight SEC(".maps");
+} task_verdict SEC(".maps");
 
 /* pid_tgid -> fd of a connect() in flight. */
 struct {

@@ -2,9 +2,10 @@
 /*
  * wirelens kernel side: syscall tracepoints on socket data calls and connection lifecycle.
  *
- * enter: filter by tgid, find or make the connection entry for (tgid, fd), remember the
- *        buffer; exit: infer the protocol on the first calls, copy a bounded payload prefix
- *        and send it with the call's real byte count through the ring buffer.
+ * Data calls are traced at their exit alone: filter by tgid, read the call's arguments from
+ * the registers the thread entered the kernel with, find or make the connection entry for
+ * (tgid, fd), infer the protocol on the first calls, copy a bounded payload prefix and send
+ * it with the call's real byte count through the ring buffer.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -97,7 +98,7 @@ static __always_inline int decide(struct wl_settings *st, __u32 tgid, __u64 cg)
  * while the same thread keeps making the data calls here, not even the storage is looked
  * up. */
 static __always_inline int excluded_as(__u64 id, struct task_struct *task,
-				       struct wl_cpu_last *last, struct wl_task **storage)
+				       struct wl_cpu_last *last)
 {
 	__u32 tgid = id >> 32;
 	if (tgid == self_tgid)
@@ -114,9 +115,8 @@ static __always_inline int excluded_as(__u64 id, struct task_struct *task,
 	    last->verdict_gen_user == gu && last->verdict_gen_kernel == gk &&
 	    last->verdict_cgroup == cg)
 		return last->verdict == WL_VERDICT_DROP;
-	struct wl_task *t = bpf_task_storage_get(&inflight, task, 0,
+	struct wl_task *t = bpf_task_storage_get(&task_verdict, task, 0,
 						 BPF_LOCAL_STORAGE_GET_F_CREATE);
-	*storage = t;
 	int drop;
 	if (t && t->verdict != WL_VERDICT_NONE && t->verdict_gen_user == gu &&
 	    t->verdict_gen_kernel == gk && t->verdict_cgroup == cg) {
@@ -142,26 +142,7 @@ static __always_inline int excluded_as(__u64 id, struct task_struct *task,
 /* `excluded_as` for callers outside the data calls. */
 static __always_inline int excluded(__u64 id)
 {
-	struct wl_task *t = NULL;
-	return excluded_as(id, bpf_get_current_task_btf(), NULL, &t);
-}
-
-/* Context switches of `task` so far: unchanged between two points of one syscall, no other
- * thread ran on its CPU in between. */
-static __always_inline __u64 task_csw(struct task_struct *task)
-{
-	return task->nvcsw + task->nivcsw;
-}
-
-/* A data call's enter left nothing in flight: its exit may skip the thread's storage while
- * the thread is not switched out (the exit of an armed call does not read `csw`). */
-static __always_inline int left_nothing(struct wl_cpu_last *last, struct task_struct *task)
-{
-	if (last) {
-		last->csw = task_csw(task);
-		last->live = 0;
-	}
-	return 0;
+	return excluded_as(id, bpf_get_current_task_btf(), NULL);
 }
 
 /* This CPU's record of its last data call. */
@@ -317,47 +298,6 @@ static __always_inline struct wl_conn *track(__u32 tgid, __s32 fd, __u8 role)
 	return bpf_map_lookup_elem(&conn_table, &key);
 }
 
-static __always_inline int data_enter(__s32 fd, __u64 buf, __u64 iovlen, __u8 dir, __u8 kind,
-				      __u64 addr)
-{
-	__u64 id = bpf_get_current_pid_tgid();
-	__u32 tgid = id >> 32;
-	struct task_struct *task = bpf_get_current_task_btf();
-	/* This call is the CPU's last now. */
-	struct wl_cpu_last *last = cpu_last_entry();
-	if (last && last->id != id) {
-		last->id = id;
-		last->verdict = WL_VERDICT_NONE;
-	}
-	/* The thread's storage, when the filter test already got it. */
-	struct wl_task *t = NULL;
-	if (excluded_as(id, task, last, &t))
-		return left_nothing(last, task);
-	struct wl_conn_key key = { .tgid = tgid, .fd = fd };
-	struct wl_conn *c = bpf_map_lookup_elem(&conn_table, &key);
-	if (!c)
-		c = track(tgid, fd, WL_ROLE_UNKNOWN);
-	if (!c || c->protocol == WL_PROTO_IGNORED)
-		return left_nothing(last, task);
-	if (!t)
-		t = bpf_task_storage_get(&inflight, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
-	if (!t) {
-		count(WL_CNT_INFLIGHT_FULL);
-		return left_nothing(last, task);
-	}
-	struct wl_args *a = &t->args;
-	a->buf = buf;
-	a->iovlen = iovlen;
-	a->addr = addr;
-	a->fd = fd;
-	a->dir = dir;
-	a->kind = kind;
-	a->live = 1;
-	if (last)
-		last->live = 1;
-	return 0;
-}
-
 /* Clamps a length for the verifier: the barrier keeps clang from testing a copy of the
  * register and then using the unclamped original. */
 static __always_inline __u64 clamp_len(__u64 n)
@@ -457,7 +397,7 @@ static __always_inline void emit_stash(struct wl_conn *c, __u8 dir, __u8 proto)
 	e.data[2] = c->stash[2];
 	e.data[3] = c->stash[3];
 	c->stash_len = 0;
-	if (bpf_ringbuf_output(&events, &e, sizeof(e.hdr) + (n & 7), 0))
+	if (bpf_ringbuf_output(&events, &e, sizeof(e.hdr) + (n & 7), wakeup_flags()))
 		count(WL_CNT_RB_FULL_DATA);
 	else
 		count(WL_CNT_DATA_EVENTS);
@@ -616,138 +556,166 @@ static long mmsg_one(__u64 i, void *ctx)
 	return 0;
 }
 
-/* The call's arguments left by its enter, if it is one to capture (the slot is freed). */
-static __always_inline int take_args(__u64 id, struct wl_args *out)
+/* `track` for a data call's first sight of an fd, as a function of its own: its entry is
+ * built on its own stack, not on that of the exit, which the mmsg calls' message loop adds
+ * to. Returns 0 when the entry was made. */
+static __noinline int track_new(__u32 tgid, __s32 fd)
 {
-	struct task_struct *task = bpf_get_current_task_btf();
-	/* Its enter was the last on this CPU and left nothing, and the thread ran on since:
-	 * nothing to look up. */
-	struct wl_cpu_last *last = cpu_last_entry();
-	if (last && last->id == id && !last->live && last->csw == task_csw(task))
-		return 0;
-	/* An excluded process left nothing live in `inflight` at enter: one lookup decides. */
-	struct wl_task *t = bpf_task_storage_get(&inflight, task, 0, 0);
-	if (!t)
-		return 0;
-	struct wl_args *a = &t->args;
-	if (!a->live)
-		return 0;
-	*out = *a;
-	a->live = 0;
-	return 1;
+	return track(tgid, fd, WL_ROLE_UNKNOWN) ? 0 : -1;
 }
 
-static __always_inline int data_exit(long ret)
+/* The start of a data call's exit: the call is to be captured when this returns 1, with
+ * `a` holding its fd, buffer and direction. The arguments are read from the registers the
+ * thread entered the kernel with, which these calls leave as they were, so no program runs
+ * at their enter. (x86-64: arguments in di, si, dx, r10, r8, r9.) */
+static __always_inline int data_call(long ret, __u8 dir, struct wl_args *a,
+				     struct pt_regs **regs)
 {
+	if (ret <= 0)
+		return 0;
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tgid = id >> 32;
-	struct wl_args args;
-	if (!take_args(id, &args) || ret <= 0)
+	struct task_struct *task = bpf_get_current_task_btf();
+	/* This call is the CPU's last now. */
+	struct wl_cpu_last *last = cpu_last_entry();
+	if (last && last->id != id) {
+		last->id = id;
+		last->verdict = WL_VERDICT_NONE;
+	}
+	if (excluded_as(id, task, last))
 		return 0;
-	return emit_body(&args, ret, tgid);
+	struct pt_regs *r = (struct pt_regs *)bpf_task_pt_regs(task);
+	*regs = r;
+	a->fd = r->di;
+	a->buf = r->si;
+	a->iovlen = 0;
+	a->addr = 0;
+	a->dir = dir;
+	a->kind = WL_BUF_PLAIN;
+	struct wl_conn_key key = { .tgid = tgid, .fd = a->fd };
+	struct wl_conn *c = bpf_map_lookup_elem(&conn_table, &key);
+	if (!c && track_new(tgid, a->fd) == 0)
+		c = bpf_map_lookup_elem(&conn_table, &key);
+	return c && c->protocol != WL_PROTO_IGNORED;
+}
+
+/* How a data call passes its buffer. */
+enum wl_call {
+	WL_CALL_PLAIN,	/* (fd, buf, len): read, write */
+	WL_CALL_ADDR,	/* (fd, buf, len, flags, addr, addrlen): recvfrom, sendto */
+	WL_CALL_VEC,	/* (fd, iov, iovcnt): readv, writev */
+};
+
+/* The exit of a data call of one buffer or one iovec array that returned `ret`. */
+static __always_inline int data_exit(long ret, __u8 dir, enum wl_call call)
+{
+	struct wl_args a;
+	struct pt_regs *regs;
+	if (!data_call(ret, dir, &a, &regs))
+		return 0;
+	if (call == WL_CALL_ADDR) {
+		a.addr = regs->r8;
+	} else if (call == WL_CALL_VEC) {
+		a.iovlen = regs->dx;
+		a.kind = WL_BUF_IOV;
+	}
+	return emit_body(&a, ret, bpf_get_current_pid_tgid() >> 32);
+}
+
+/* sendmsg/recvmsg: the iovec array and its length come from the user's msghdr. */
+static __always_inline int msg_exit(long ret, __u8 dir)
+{
+	struct wl_args a;
+	struct pt_regs *regs;
+	if (!data_call(ret, dir, &a, &regs))
+		return 0;
+	struct user_msghdr msg;
+	if (bpf_probe_read_user(&msg, sizeof(msg), (void *)a.buf))
+		return 0;
+	a.buf = (__u64)msg.msg_iov;
+	a.iovlen = msg.msg_iovlen;
+	a.addr = (__u64)msg.msg_name;
+	a.kind = WL_BUF_IOV;
+	return emit_body(&a, ret, bpf_get_current_pid_tgid() >> 32);
 }
 
 /* sendmmsg/recvmmsg: `ret` messages were sent or received, each an event of its own. */
-static __always_inline int mmsg_exit(long ret)
+static __always_inline int mmsg_exit(long ret, __u8 dir)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	struct wl_mmsg_loop x = { .tgid = id >> 32 };
-	if (!take_args(id, &x.args) || ret <= 0)
+	struct wl_mmsg_loop x = { .tgid = bpf_get_current_pid_tgid() >> 32 };
+	struct pt_regs *regs;
+	if (!data_call(ret, dir, &x.args, &regs))
 		return 0;
+	x.args.iovlen = regs->dx;
+	x.args.kind = WL_BUF_MMSG;
 	__u64 n = (__u64)ret < x.args.iovlen ? (__u64)ret : x.args.iovlen;
 	bpf_loop(n < WL_MMSG_MAX ? n : WL_MMSG_MAX, mmsg_one, &x, 0);
 	return 0;
 }
 
-/* ---- data calls ---- */
+/* ---- data calls: exits only ---- */
 
-SEC("tracepoint/syscalls/sys_enter_read")
-int tp_enter_read(struct trace_event_raw_sys_enter *ctx)
-{
-	return data_enter(ctx->args[0], ctx->args[1], 0, WL_DIR_INGRESS, WL_BUF_PLAIN, 0);
-}
 SEC("tracepoint/syscalls/sys_exit_read")
-int tp_exit_read(struct trace_event_raw_sys_exit *ctx) { return data_exit(ctx->ret); }
-
-SEC("tracepoint/syscalls/sys_enter_write")
-int tp_enter_write(struct trace_event_raw_sys_enter *ctx)
+int tp_exit_read(struct trace_event_raw_sys_exit *ctx)
 {
-	return data_enter(ctx->args[0], ctx->args[1], 0, WL_DIR_EGRESS, WL_BUF_PLAIN, 0);
+	return data_exit(ctx->ret, WL_DIR_INGRESS, WL_CALL_PLAIN);
 }
+
 SEC("tracepoint/syscalls/sys_exit_write")
-int tp_exit_write(struct trace_event_raw_sys_exit *ctx) { return data_exit(ctx->ret); }
-
-SEC("tracepoint/syscalls/sys_enter_recvfrom")
-int tp_enter_recvfrom(struct trace_event_raw_sys_enter *ctx)
+int tp_exit_write(struct trace_event_raw_sys_exit *ctx)
 {
-	return data_enter(ctx->args[0], ctx->args[1], 0, WL_DIR_INGRESS, WL_BUF_PLAIN,
-			  ctx->args[4]);
+	return data_exit(ctx->ret, WL_DIR_EGRESS, WL_CALL_PLAIN);
 }
+
 SEC("tracepoint/syscalls/sys_exit_recvfrom")
-int tp_exit_recvfrom(struct trace_event_raw_sys_exit *ctx) { return data_exit(ctx->ret); }
-
-SEC("tracepoint/syscalls/sys_enter_sendto")
-int tp_enter_sendto(struct trace_event_raw_sys_enter *ctx)
+int tp_exit_recvfrom(struct trace_event_raw_sys_exit *ctx)
 {
-	return data_enter(ctx->args[0], ctx->args[1], 0, WL_DIR_EGRESS, WL_BUF_PLAIN,
-			  ctx->args[4]);
+	return data_exit(ctx->ret, WL_DIR_INGRESS, WL_CALL_ADDR);
 }
+
 SEC("tracepoint/syscalls/sys_exit_sendto")
-int tp_exit_sendto(struct trace_event_raw_sys_exit *ctx) { return data_exit(ctx->ret); }
-
-SEC("tracepoint/syscalls/sys_enter_readv")
-int tp_enter_readv(struct trace_event_raw_sys_enter *ctx)
+int tp_exit_sendto(struct trace_event_raw_sys_exit *ctx)
 {
-	return data_enter(ctx->args[0], ctx->args[1], ctx->args[2], WL_DIR_INGRESS, WL_BUF_IOV, 0);
+	return data_exit(ctx->ret, WL_DIR_EGRESS, WL_CALL_ADDR);
 }
+
 SEC("tracepoint/syscalls/sys_exit_readv")
-int tp_exit_readv(struct trace_event_raw_sys_exit *ctx) { return data_exit(ctx->ret); }
-
-SEC("tracepoint/syscalls/sys_enter_writev")
-int tp_enter_writev(struct trace_event_raw_sys_enter *ctx)
+int tp_exit_readv(struct trace_event_raw_sys_exit *ctx)
 {
-	return data_enter(ctx->args[0], ctx->args[1], ctx->args[2], WL_DIR_EGRESS, WL_BUF_IOV, 0);
+	return data_exit(ctx->ret, WL_DIR_INGRESS, WL_CALL_VEC);
 }
+
 SEC("tracepoint/syscalls/sys_exit_writev")
-int tp_exit_writev(struct trace_event_raw_sys_exit *ctx) { return data_exit(ctx->ret); }
-
-/* sendmsg/recvmsg: the iovec array and its length come from the user's msghdr. */
-static __always_inline int msg_enter(struct trace_event_raw_sys_enter *ctx, __u8 dir)
+int tp_exit_writev(struct trace_event_raw_sys_exit *ctx)
 {
-	struct user_msghdr msg;
-	if (bpf_probe_read_user(&msg, sizeof(msg), (void *)ctx->args[1]))
-		return 0;
-	return data_enter(ctx->args[0], (__u64)msg.msg_iov, msg.msg_iovlen, dir, WL_BUF_IOV,
-			  (__u64)msg.msg_name);
+	return data_exit(ctx->ret, WL_DIR_EGRESS, WL_CALL_VEC);
 }
 
-SEC("tracepoint/syscalls/sys_enter_sendmsg")
-int tp_enter_sendmsg(struct trace_event_raw_sys_enter *ctx) { return msg_enter(ctx, WL_DIR_EGRESS); }
-SEC("tracepoint/syscalls/sys_exit_sendmsg")
-int tp_exit_sendmsg(struct trace_event_raw_sys_exit *ctx) { return data_exit(ctx->ret); }
-
-SEC("tracepoint/syscalls/sys_enter_recvmsg")
-int tp_enter_recvmsg(struct trace_event_raw_sys_enter *ctx) { return msg_enter(ctx, WL_DIR_INGRESS); }
 SEC("tracepoint/syscalls/sys_exit_recvmsg")
-int tp_exit_recvmsg(struct trace_event_raw_sys_exit *ctx) { return data_exit(ctx->ret); }
+int tp_exit_recvmsg(struct trace_event_raw_sys_exit *ctx)
+{
+	return msg_exit(ctx->ret, WL_DIR_INGRESS);
+}
+
+SEC("tracepoint/syscalls/sys_exit_sendmsg")
+int tp_exit_sendmsg(struct trace_event_raw_sys_exit *ctx)
+{
+	return msg_exit(ctx->ret, WL_DIR_EGRESS);
+}
 
 /* sendmmsg/recvmmsg: an array of mmsghdr, `vlen` long; the exit returns how many were
  * done, each with its own length (glibc's resolver sends its A and AAAA queries this way). */
-SEC("tracepoint/syscalls/sys_enter_sendmmsg")
-int tp_enter_sendmmsg(struct trace_event_raw_sys_enter *ctx)
-{
-	return data_enter(ctx->args[0], ctx->args[1], ctx->args[2], WL_DIR_EGRESS, WL_BUF_MMSG, 0);
-}
-SEC("tracepoint/syscalls/sys_exit_sendmmsg")
-int tp_exit_sendmmsg(struct trace_event_raw_sys_exit *ctx) { return mmsg_exit(ctx->ret); }
-
-SEC("tracepoint/syscalls/sys_enter_recvmmsg")
-int tp_enter_recvmmsg(struct trace_event_raw_sys_enter *ctx)
-{
-	return data_enter(ctx->args[0], ctx->args[1], ctx->args[2], WL_DIR_INGRESS, WL_BUF_MMSG, 0);
-}
 SEC("tracepoint/syscalls/sys_exit_recvmmsg")
-int tp_exit_recvmmsg(struct trace_event_raw_sys_exit *ctx) { return mmsg_exit(ctx->ret); }
+int tp_exit_recvmmsg(struct trace_event_raw_sys_exit *ctx)
+{
+	return mmsg_exit(ctx->ret, WL_DIR_INGRESS);
+}
+
+SEC("tracepoint/syscalls/sys_exit_sendmmsg")
+int tp_exit_sendmmsg(struct trace_event_raw_sys_exit *ctx)
+{
+	return mmsg_exit(ctx->ret, WL_DIR_EGRESS);
+}
 
 /* ---- connection lifecycle ---- */
 

@@ -79,7 +79,7 @@ enum wl_counter {
 	WL_CNT_READ_FAULT = 2,    /* payload copies that faulted (event still sent, flagged) */
 	WL_CNT_DATA_EVENTS = 3,   /* data events sent */
 	WL_CNT_CONN_TABLE_FULL = 4, /* connections not tracked: table update failed */
-	WL_CNT_INFLIGHT_FULL = 5, /* calls not captured: in-flight table full */
+	WL_CNT_INFLIGHT_FULL = 5, /* no longer counted: data calls keep nothing in flight */
 	WL_CNT_RB_FULL_EXEC = 6,  /* exec events lost: ring buffer full */
 	WL_CNT_CLOSE_EVENTS = 7,  /* close events sent */
 	WL_CNT_MAX = 8,

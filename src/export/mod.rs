@@ -44,7 +44,8 @@ pub struct Health {
 impl Health {
     /// The live pipeline's counters. Stages: `ringbuf` (the kernel could not queue),
     /// `read_fault` (payload copy faulted), `conn_table_full` (kernel table full) and
-    /// `inflight_full` (a thread's in-flight call slot could not be allocated), `decode` (undecodable ring buffer records), `undetermined_side` (bytes
+    /// `inflight_full` (always 0: data calls keep no slot in flight since they are read at
+    /// their exit alone), `decode` (undecodable ring buffer records), `undetermined_side` (bytes
     /// before the client side was known), `parse` (invalid bytes, per resync),
     /// `unmatched_response` (no request waiting), `gap` (message boundaries lost in an
     /// uncaptured gap), `pending_overflow` (too many requests waiting on one connection).
