@@ -145,7 +145,7 @@ for setup in none floor rawfloor filtered captured; do
 done
 echo "captured: kernel_events per run $(col captured 4) of $N writes"
 echo "targets: filtered <= floor + 50 ns; captured <= floor + 600 ns with lost = 0"
-echo "bpf sendto / recvfrom / write: the kernel's measure (bpf_stats) of the programs on those syscalls' enter + exit,"
+echo "bpf sendto / recvfrom / write: the kernel's measure (bpf_stats) of the programs on those syscalls (their exits),"
 echo "  in ns per write of the workload: the socket writes (sendto), the drain's reads of them (recvfrom, another"
 echo "  process), the /dev/null writes (write); rawfloor: ns per enter + exit pair of any syscall"
 echo "agent ns/event: the agent's CPU time (user + system, /proc) per event captured, while the workload ran"

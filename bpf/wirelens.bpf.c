@@ -404,15 +404,11 @@ static __always_inline void emit_stash(struct wl_conn *c, __u8 dir, __u8 proto)
 }
 
 /* The data of one call, or of one message of sendmmsg/recvmmsg (`ret` bytes): infer the
- * protocol while it is unknown, then send the event. */
-static __always_inline int emit_body(struct wl_args *ap, long ret, __u32 tgid)
+ * protocol while it is unknown, then send the event. `c` is the connection's entry. */
+static __always_inline int emit_body(struct wl_conn *c, struct wl_args *ap, long ret)
 {
 	struct wl_args args = *ap;
 	if (ret <= 0)
-		return 0;
-	struct wl_conn_key key = { .tgid = tgid, .fd = args.fd };
-	struct wl_conn *c = bpf_map_lookup_elem(&conn_table, &key);
-	if (!c || c->protocol == WL_PROTO_IGNORED)
 		return 0;
 	__u32 zero = 0;
 	struct wl_scratch *s = bpf_map_lookup_elem(&scratch, &zero);
@@ -531,7 +527,11 @@ __noinline int emit_data(struct wl_args *ap, long ret, __u32 tgid)
 {
 	if (!ap)
 		return 0;
-	return emit_body(ap, ret, tgid);
+	struct wl_conn_key key = { .tgid = tgid, .fd = ap->fd };
+	struct wl_conn *c = bpf_map_lookup_elem(&conn_table, &key);
+	if (!c || c->protocol == WL_PROTO_IGNORED)
+		return 0;
+	return emit_body(c, ap, ret);
 }
 
 /* sendmmsg/recvmmsg: what the loop over their messages needs. */
@@ -564,15 +564,15 @@ static __noinline int track_new(__u32 tgid, __s32 fd)
 	return track(tgid, fd, WL_ROLE_UNKNOWN) ? 0 : -1;
 }
 
-/* The start of a data call's exit: the call is to be captured when this returns 1, with
- * `a` holding its fd, buffer and direction. The arguments are read from the registers the
+/* The start of a data call's exit: the connection entry of a call to be captured (else
+ * NULL), with `a` holding the call's fd, buffer and direction. The arguments are read from the registers the
  * thread entered the kernel with, which these calls leave as they were, so no program runs
  * at their enter. (x86-64: arguments in di, si, dx, r10, r8, r9.) */
-static __always_inline int data_call(long ret, __u8 dir, struct wl_args *a,
-				     struct pt_regs **regs)
+static __always_inline struct wl_conn *data_call(long ret, __u8 dir, struct wl_args *a,
+						   struct pt_regs **regs)
 {
 	if (ret <= 0)
-		return 0;
+		return NULL;
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tgid = id >> 32;
 	struct task_struct *task = bpf_get_current_task_btf();
@@ -583,7 +583,7 @@ static __always_inline int data_call(long ret, __u8 dir, struct wl_args *a,
 		last->verdict = WL_VERDICT_NONE;
 	}
 	if (excluded_as(id, task, last))
-		return 0;
+		return NULL;
 	struct pt_regs *r = (struct pt_regs *)bpf_task_pt_regs(task);
 	*regs = r;
 	a->fd = r->di;
@@ -596,7 +596,7 @@ static __always_inline int data_call(long ret, __u8 dir, struct wl_args *a,
 	struct wl_conn *c = bpf_map_lookup_elem(&conn_table, &key);
 	if (!c && track_new(tgid, a->fd) == 0)
 		c = bpf_map_lookup_elem(&conn_table, &key);
-	return c && c->protocol != WL_PROTO_IGNORED;
+	return c && c->protocol != WL_PROTO_IGNORED ? c : NULL;
 }
 
 /* How a data call passes its buffer. */
@@ -611,7 +611,8 @@ static __always_inline int data_exit(long ret, __u8 dir, enum wl_call call)
 {
 	struct wl_args a;
 	struct pt_regs *regs;
-	if (!data_call(ret, dir, &a, &regs))
+	struct wl_conn *c = data_call(ret, dir, &a, &regs);
+	if (!c)
 		return 0;
 	if (call == WL_CALL_ADDR) {
 		a.addr = regs->r8;
@@ -619,7 +620,7 @@ static __always_inline int data_exit(long ret, __u8 dir, enum wl_call call)
 		a.iovlen = regs->dx;
 		a.kind = WL_BUF_IOV;
 	}
-	return emit_body(&a, ret, bpf_get_current_pid_tgid() >> 32);
+	return emit_body(c, &a, ret);
 }
 
 /* sendmsg/recvmsg: the iovec array and its length come from the user's msghdr. */
@@ -627,7 +628,8 @@ static __always_inline int msg_exit(long ret, __u8 dir)
 {
 	struct wl_args a;
 	struct pt_regs *regs;
-	if (!data_call(ret, dir, &a, &regs))
+	struct wl_conn *c = data_call(ret, dir, &a, &regs);
+	if (!c)
 		return 0;
 	struct user_msghdr msg;
 	if (bpf_probe_read_user(&msg, sizeof(msg), (void *)a.buf))
@@ -636,7 +638,7 @@ static __always_inline int msg_exit(long ret, __u8 dir)
 	a.iovlen = msg.msg_iovlen;
 	a.addr = (__u64)msg.msg_name;
 	a.kind = WL_BUF_IOV;
-	return emit_body(&a, ret, bpf_get_current_pid_tgid() >> 32);
+	return emit_body(c, &a, ret);
 }
 
 /* sendmmsg/recvmmsg: `ret` messages were sent or received, each an event of its own. */
