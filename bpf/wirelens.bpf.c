@@ -97,8 +97,7 @@ static __always_inline int decide(struct wl_settings *st, __u32 tgid, __u64 cg)
  * this CPU's `cpu_last` (data calls only, `last` non-NULL, its `id` already this thread's):
  * while the same thread keeps making the data calls here, not even the storage is looked
  * up. */
-static __always_inline int excluded_as(__u64 id, struct task_struct *task,
-				       struct wl_cpu_last *last)
+static __always_inline int excluded_as(__u64 id, struct wl_cpu_last *last)
 {
 	__u32 tgid = id >> 32;
 	if (tgid == self_tgid)
@@ -115,7 +114,8 @@ static __always_inline int excluded_as(__u64 id, struct task_struct *task,
 	    last->verdict_gen_user == gu && last->verdict_gen_kernel == gk &&
 	    last->verdict_cgroup == cg)
 		return last->verdict == WL_VERDICT_DROP;
-	struct wl_task *t = bpf_task_storage_get(&task_verdict, task, 0,
+	/* The task only now: a verdict from `cpu_last` does without it. */
+	struct wl_task *t = bpf_task_storage_get(&task_verdict, bpf_get_current_task_btf(), 0,
 						 BPF_LOCAL_STORAGE_GET_F_CREATE);
 	int drop;
 	if (t && t->verdict != WL_VERDICT_NONE && t->verdict_gen_user == gu &&
@@ -142,7 +142,7 @@ static __always_inline int excluded_as(__u64 id, struct task_struct *task,
 /* `excluded_as` for callers outside the data calls. */
 static __always_inline int excluded(__u64 id)
 {
-	return excluded_as(id, bpf_get_current_task_btf(), NULL);
+	return excluded_as(id, NULL);
 }
 
 /* This CPU's record of its last data call. */
@@ -575,16 +575,15 @@ static __always_inline struct wl_conn *data_call(long ret, __u8 dir, struct wl_a
 		return NULL;
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tgid = id >> 32;
-	struct task_struct *task = bpf_get_current_task_btf();
 	/* This call is the CPU's last now. */
 	struct wl_cpu_last *last = cpu_last_entry();
 	if (last && last->id != id) {
 		last->id = id;
 		last->verdict = WL_VERDICT_NONE;
 	}
-	if (excluded_as(id, task, last))
+	if (excluded_as(id, last))
 		return NULL;
-	struct pt_regs *r = (struct pt_regs *)bpf_task_pt_regs(task);
+	struct pt_regs *r = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
 	*regs = r;
 	a->fd = r->di;
 	a->buf = r->si;
