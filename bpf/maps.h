@@ -40,16 +40,24 @@ enum wl_verdict {
 	WL_VERDICT_DROP = 2,
 };
 
-/* Per CPU: the thread of the last data call on this CPU and its verdict. While no other
- * thread made a data call here, the verdict spares the thread's storage. Programs run
- * without preemption, so one run's reads and writes of the entry are not interleaved with
- * another's. */
-struct wl_cpu_last {
+/* A thread that made a data call on this CPU and its verdict. */
+struct wl_cpu_verdict {
 	__u64 id;            /* pid_tgid of the thread */
 	__u64 verdict_gen_user;
 	__u64 verdict_gen_kernel;
 	__u64 verdict_cgroup;
 	__u8 verdict;        /* enum wl_verdict of `id`, NONE when not decided */
+	__u8 _pad[7];
+};
+
+/* Per CPU: the threads of the last data calls on this CPU, two of them, and their verdicts.
+ * While a thread is one of the two, its verdict spares the thread's storage. Two, because
+ * the two ends of a loopback exchange (a client and its server on one CPU) take turns.
+ * Programs run without preemption, so one run's reads and writes of the entry are not
+ * interleaved with another's. */
+struct wl_cpu_last {
+	struct wl_cpu_verdict slot[2];
+	__u8 older;          /* the slot a third thread takes */
 	__u8 _pad[7];
 };
 

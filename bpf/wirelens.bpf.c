@@ -93,11 +93,11 @@ static __always_inline int decide(struct wl_settings *st, __u32 tgid, __u64 cg)
  * and the cgroup it was made with: while none of them changes, one storage lookup and two
  * array reads replace the two hash lookups. The generations are read before the maps, and
  * every writer changes a map before its generation, so a verdict is never stamped with a
- * generation newer than the maps it was read from. A copy stamped the same way sits in
- * this CPU's `cpu_last` (data calls only, `last` non-NULL, its `id` already this thread's):
- * while the same thread keeps making the data calls here, not even the storage is looked
- * up. */
-static __always_inline int excluded_as(__u64 id, struct wl_cpu_last *last)
+ * generation newer than the maps it was read from. A copy stamped the same way sits in a
+ * slot of this CPU's `cpu_last` (data calls only, `last` non-NULL, its `id` already this
+ * thread's): while the thread is one of the last two making data calls here, not even the
+ * storage is looked up. */
+static __always_inline int excluded_as(__u64 id, struct wl_cpu_verdict *last)
 {
 	__u32 tgid = id >> 32;
 	if (tgid == self_tgid)
@@ -109,7 +109,7 @@ static __always_inline int excluded_as(__u64 id, struct wl_cpu_last *last)
 	/* Without cgroup decisions a thread's cgroup decides nothing: not read (the root
 	 * cgroup's id is 1, so 0 stands for none). */
 	__u64 cg = filter_gen_of(2) ? bpf_get_current_cgroup_id() : 0;
-	/* This CPU's last data call was this thread's: its verdict, if still valid. */
+	/* This thread made one of this CPU's last data calls: its verdict, if still valid. */
 	if (last && last->id == id && last->verdict != WL_VERDICT_NONE &&
 	    last->verdict_gen_user == gu && last->verdict_gen_kernel == gk &&
 	    last->verdict_cgroup == cg)
@@ -145,11 +145,28 @@ static __always_inline int excluded(__u64 id)
 	return excluded_as(id, NULL);
 }
 
-/* This CPU's record of its last data call. */
-static __always_inline struct wl_cpu_last *cpu_last_entry(void)
+/* This thread's slot in this CPU's record of its last data calls: the one it had, else the
+ * older one, emptied for it. NULL only if the map cannot be read. */
+static __always_inline struct wl_cpu_verdict *cpu_last_slot(__u64 id)
 {
 	__u32 zero = 0;
-	return bpf_map_lookup_elem(&cpu_last, &zero);
+	struct wl_cpu_last *last = bpf_map_lookup_elem(&cpu_last, &zero);
+	if (!last)
+		return NULL;
+	if (last->slot[0].id == id) {
+		last->older = 1;
+		return &last->slot[0];
+	}
+	if (last->slot[1].id == id) {
+		last->older = 0;
+		return &last->slot[1];
+	}
+	__u8 o = last->older & 1;
+	struct wl_cpu_verdict *v = &last->slot[o];
+	v->id = id;
+	v->verdict = WL_VERDICT_NONE;
+	last->older = o ^ 1;
+	return v;
 }
 
 static __always_inline int is_loopback(__u16 family, const __u8 *a)
@@ -575,13 +592,8 @@ static __always_inline struct wl_conn *data_call(long ret, __u8 dir, struct wl_a
 		return NULL;
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tgid = id >> 32;
-	/* This call is the CPU's last now. */
-	struct wl_cpu_last *last = cpu_last_entry();
-	if (last && last->id != id) {
-		last->id = id;
-		last->verdict = WL_VERDICT_NONE;
-	}
-	if (excluded_as(id, last))
+	/* This call is one of the CPU's last two now. */
+	if (excluded_as(id, cpu_last_slot(id)))
 		return NULL;
 	struct pt_regs *r = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
 	*regs = r;
