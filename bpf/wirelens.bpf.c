@@ -97,7 +97,8 @@ static __always_inline int decide(struct wl_settings *st, __u32 tgid, __u64 cg)
  * slot of this CPU's `cpu_last` (data calls only, `last` non-NULL, its `id` already this
  * thread's): while the thread is one of the last two making data calls here, not even the
  * storage is looked up. */
-static __always_inline int excluded_as(__u64 id, struct wl_cpu_verdict *last)
+static __always_inline int excluded_as(__u64 id, struct wl_cpu_verdict *last,
+				       struct task_struct *task)
 {
 	__u32 tgid = id >> 32;
 	if (tgid == self_tgid)
@@ -115,7 +116,9 @@ static __always_inline int excluded_as(__u64 id, struct wl_cpu_verdict *last)
 	    last->verdict_cgroup == cg)
 		return last->verdict == WL_VERDICT_DROP;
 	/* The task only now: a verdict from `cpu_last` does without it. */
-	struct wl_task *t = bpf_task_storage_get(&task_verdict, bpf_get_current_task_btf(), 0,
+	if (!task)
+		task = bpf_get_current_task_btf();
+	struct wl_task *t = bpf_task_storage_get(&task_verdict, task, 0,
 						 BPF_LOCAL_STORAGE_GET_F_CREATE);
 	int drop;
 	if (t && t->verdict != WL_VERDICT_NONE && t->verdict_gen_user == gu &&
@@ -142,7 +145,7 @@ static __always_inline int excluded_as(__u64 id, struct wl_cpu_verdict *last)
 /* `excluded_as` for callers outside the data calls. */
 static __always_inline int excluded(__u64 id)
 {
-	return excluded_as(id, NULL);
+	return excluded_as(id, NULL, NULL);
 }
 
 /* This thread's slot in this CPU's record of its last data calls: the one it had, else the
@@ -369,12 +372,11 @@ static __always_inline __u64 wakeup_flags(void)
 									     : BPF_RB_NO_WAKEUP;
 }
 
-/* The current thread's name, read from its task_struct: two loads, where the helper
- * bpf_get_current_comm copies and pads through a call. Bytes after the name's NUL may be
- * left from a longer earlier name; user space stops at the NUL. */
-static __always_inline void current_comm(char out[16])
+/* The name of `task` (the current thread), read from its task_struct: two loads, where the
+ * helper bpf_get_current_comm copies and pads through a call. Bytes after the name's NUL
+ * may be left from a longer earlier name; user space stops at the NUL. */
+static __always_inline void current_comm(char out[16], struct task_struct *task)
 {
-	struct task_struct *task = bpf_get_current_task_btf();
 	__builtin_memcpy(out, task->comm, 16);
 }
 
@@ -391,7 +393,8 @@ static __always_inline void note_lost(struct wl_conn *c, __u8 dir, long bytes)
 }
 
 /* Sends the stashed length header as its own data event, before the message it announced. */
-static __always_inline void emit_stash(struct wl_conn *c, __u8 dir, __u8 proto)
+static __always_inline void emit_stash(struct wl_conn *c, __u8 dir, __u8 proto,
+				       struct task_struct *task)
 {
 	struct {
 		struct wl_data_event hdr;
@@ -403,7 +406,7 @@ static __always_inline void emit_stash(struct wl_conn *c, __u8 dir, __u8 proto)
 	e.hdr.captured = n;
 	e.hdr.total = n;
 	e.hdr.ts_ns = bpf_ktime_get_ns();
-	current_comm(e.hdr.comm);
+	current_comm(e.hdr.comm, task);
 	e.hdr.conn = *c;
 	e.hdr.conn.protocol = proto;
 	/* Losses are reported by the event that follows, the one that made this stash go out. */
@@ -421,8 +424,10 @@ static __always_inline void emit_stash(struct wl_conn *c, __u8 dir, __u8 proto)
 }
 
 /* The data of one call, or of one message of sendmmsg/recvmmsg (`ret` bytes): infer the
- * protocol while it is unknown, then send the event. `c` is the connection's entry. */
-static __always_inline int emit_body(struct wl_conn *c, struct wl_args *ap, long ret)
+ * protocol while it is unknown, then send the event. `c` is the connection's entry, `task`
+ * the current thread. */
+static __always_inline int emit_body(struct wl_conn *c, struct wl_args *ap, long ret,
+				     struct task_struct *task)
 {
 	struct wl_args args = *ap;
 	if (ret <= 0)
@@ -500,7 +505,7 @@ static __always_inline int emit_body(struct wl_conn *c, struct wl_args *ap, long
 			c->role = req_out ? WL_ROLE_CLIENT : WL_ROLE_SERVER;
 		}
 		if (stashed)
-			emit_stash(c, args.dir, proto);
+			emit_stash(c, args.dir, proto, task);
 	}
 
 	s->hdr.type = WL_EV_DATA;
@@ -514,7 +519,7 @@ static __always_inline int emit_body(struct wl_conn *c, struct wl_args *ap, long
 	}
 	__u64 n = clamp_len(got);
 	s->hdr.captured = n;
-	current_comm(s->hdr.comm);
+	current_comm(s->hdr.comm, task);
 	if (c->sock_type == WL_SOCK_DGRAM && c->lport == 0)
 		read_bound(c, args.fd);
 	s->hdr.conn = *c;
@@ -548,7 +553,7 @@ __noinline int emit_data(struct wl_args *ap, long ret, __u32 tgid)
 	struct wl_conn *c = bpf_map_lookup_elem(&conn_table, &key);
 	if (!c || c->protocol == WL_PROTO_IGNORED)
 		return 0;
-	return emit_body(c, ap, ret);
+	return emit_body(c, ap, ret, bpf_get_current_task_btf());
 }
 
 /* sendmmsg/recvmmsg: what the loop over their messages needs. */
@@ -582,20 +587,29 @@ static __noinline int track_new(__u32 tgid, __s32 fd)
 }
 
 /* The start of a data call's exit: the connection entry of a call to be captured (else
- * NULL), with `a` holding the call's fd, buffer and direction. The arguments are read from the registers the
- * thread entered the kernel with, which these calls leave as they were, so no program runs
- * at their enter. (x86-64: arguments in di, si, dx, r10, r8, r9.) */
+ * NULL), with `a` holding the call's fd, buffer and direction, `*regs` the registers and
+ * `*taskp` the current thread. The arguments are read from the registers the thread entered
+ * the kernel with, which these calls leave as they were, so no program runs at their enter.
+ * (x86-64: arguments in di, si, dx, r10, r8, r9.)
+ *
+ * The thread's ids come from its task_struct, whose pointer the rest of the call reuses
+ * (thread storage, registers, name): one helper call for the thread where a captured call
+ * made three (its ids, its task for the registers, its task for the name). On the test
+ * machines a helper call costs about 25 ns, a good part of a program's time. */
 static __always_inline struct wl_conn *data_call(long ret, __u8 dir, struct wl_args *a,
-						   struct pt_regs **regs)
+						   struct pt_regs **regs,
+						   struct task_struct **taskp)
 {
 	if (ret <= 0)
 		return NULL;
-	__u64 id = bpf_get_current_pid_tgid();
-	__u32 tgid = id >> 32;
+	struct task_struct *task = bpf_get_current_task_btf();
+	__u32 tgid = task->tgid;
+	__u64 id = (__u64)tgid << 32 | (__u32)task->pid;
 	/* This call is one of the CPU's last two now. */
-	if (excluded_as(id, cpu_last_slot(id)))
+	if (excluded_as(id, cpu_last_slot(id), task))
 		return NULL;
-	struct pt_regs *r = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+	*taskp = task;
+	struct pt_regs *r = (struct pt_regs *)bpf_task_pt_regs(task);
 	*regs = r;
 	a->fd = r->di;
 	a->buf = r->si;
@@ -622,7 +636,8 @@ static __always_inline int data_exit(long ret, __u8 dir, enum wl_call call)
 {
 	struct wl_args a;
 	struct pt_regs *regs;
-	struct wl_conn *c = data_call(ret, dir, &a, &regs);
+	struct task_struct *task;
+	struct wl_conn *c = data_call(ret, dir, &a, &regs, &task);
 	if (!c)
 		return 0;
 	if (call == WL_CALL_ADDR) {
@@ -631,7 +646,7 @@ static __always_inline int data_exit(long ret, __u8 dir, enum wl_call call)
 		a.iovlen = regs->dx;
 		a.kind = WL_BUF_IOV;
 	}
-	return emit_body(c, &a, ret);
+	return emit_body(c, &a, ret, task);
 }
 
 /* sendmsg/recvmsg: the iovec array and its length come from the user's msghdr. */
@@ -639,7 +654,8 @@ static __always_inline int msg_exit(long ret, __u8 dir)
 {
 	struct wl_args a;
 	struct pt_regs *regs;
-	struct wl_conn *c = data_call(ret, dir, &a, &regs);
+	struct task_struct *task;
+	struct wl_conn *c = data_call(ret, dir, &a, &regs, &task);
 	if (!c)
 		return 0;
 	struct user_msghdr msg;
@@ -649,16 +665,18 @@ static __always_inline int msg_exit(long ret, __u8 dir)
 	a.iovlen = msg.msg_iovlen;
 	a.addr = (__u64)msg.msg_name;
 	a.kind = WL_BUF_IOV;
-	return emit_body(c, &a, ret);
+	return emit_body(c, &a, ret, task);
 }
 
 /* sendmmsg/recvmmsg: `ret` messages were sent or received, each an event of its own. */
 static __always_inline int mmsg_exit(long ret, __u8 dir)
 {
-	struct wl_mmsg_loop x = { .tgid = bpf_get_current_pid_tgid() >> 32 };
+	struct wl_mmsg_loop x = {};
 	struct pt_regs *regs;
-	if (!data_call(ret, dir, &x.args, &regs))
+	struct task_struct *task;
+	if (!data_call(ret, dir, &x.args, &regs, &task))
 		return 0;
+	x.tgid = task->tgid;
 	x.args.iovlen = regs->dx;
 	x.args.kind = WL_BUF_MMSG;
 	__u64 n = (__u64)ret < x.args.iovlen ? (__u64)ret : x.args.iovlen;
