@@ -9,10 +9,24 @@ use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use crate::capture::skel::WirelensSkelBuilder;
 use crate::capture::sys;
 
-/// Syscall tracepoints the programs attach to.
+/// Syscall tracepoints the programs attach to (`events/syscalls/NAME` in tracefs): the data
+/// calls at their exit alone, connect at both ends, accept at exit, close at enter.
 pub const TRACEPOINTS: &[&str] = &[
-    "read", "write", "readv", "writev", "sendto", "recvfrom", "sendmsg", "recvmsg", "connect",
-    "accept", "accept4", "close",
+    "sys_exit_read",
+    "sys_exit_write",
+    "sys_exit_readv",
+    "sys_exit_writev",
+    "sys_exit_sendto",
+    "sys_exit_recvfrom",
+    "sys_exit_sendmsg",
+    "sys_exit_recvmsg",
+    "sys_exit_sendmmsg",
+    "sys_exit_recvmmsg",
+    "sys_enter_connect",
+    "sys_exit_connect",
+    "sys_exit_accept",
+    "sys_exit_accept4",
+    "sys_enter_close",
 ];
 
 /// Fails with what is missing when this process may not load BPF programs.
@@ -90,9 +104,9 @@ pub fn check() -> bool {
         result: tracefs.clone().map(|_| sys::TRACEFS.to_string()),
     });
     if tracefs.is_ok() {
-        let absent: Vec<String> = TRACEPOINTS
+        let absent: Vec<&str> = TRACEPOINTS
             .iter()
-            .flat_map(|s| [format!("sys_enter_{s}"), format!("sys_exit_{s}")])
+            .copied()
             .filter(|tp| {
                 !Path::new(sys::TRACEFS)
                     .join("events/syscalls")
@@ -103,7 +117,7 @@ pub fn check() -> bool {
         checks.push(Check {
             name: "syscall tracepoints".into(),
             result: if absent.is_empty() {
-                Ok(format!("{} present", TRACEPOINTS.len() * 2))
+                Ok(format!("{} present", TRACEPOINTS.len()))
             } else {
                 Err(format!(
                     "missing {}: the kernel needs CONFIG_FTRACE_SYSCALLS=y",
@@ -210,4 +224,26 @@ fn load_and_attach() -> Result<(String, Vec<(String, u32)>), String> {
         ),
         verified,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TRACEPOINTS;
+
+    /// `wirelens check` looks for exactly the syscall tracepoints the programs attach to.
+    #[test]
+    fn checked_tracepoints_are_the_programs_ones() {
+        let source = include_str!("../bpf/wirelens.bpf.c");
+        let prefix = "SEC(\"tracepoint/syscalls/";
+        let mut attached: Vec<&str> = source
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix(prefix))
+            .filter_map(|rest| rest.split('"').next())
+            .collect();
+        let mut checked = TRACEPOINTS.to_vec();
+        attached.sort_unstable();
+        checked.sort_unstable();
+        assert!(!attached.is_empty());
+        assert_eq!(checked, attached);
+    }
 }
