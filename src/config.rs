@@ -294,6 +294,33 @@ mod tests {
         let s = c.build_with_env(&env).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(s.format, Format::None);
         assert!(s.otlp.is_some(), "spans and metrics go to the collector");
+
+        // The pods of deploy/collector's namespace are left alone (their side of the agents'
+        // exports would be exported in turn); the applications' pods are kept.
+        let ns = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/collector/namespace.yaml"),
+        )
+        .expect("deploy/collector/namespace.yaml");
+        let collector_ns = ns
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("name:"))
+            .map(str::trim)
+            .expect("the collector's namespace");
+        let filters = wirelens_filters::Filters::build(&c.filters, &|p: &str| {
+            Err(format!("no namespace path expected, got {p}"))
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        let pod_in = |namespace: &str| wirelens_filters::Subject {
+            pid: 4242,
+            cmdline: "otelcol-contrib --config /conf/config.yaml".into(),
+            pod: Some("otel-collector-6d4cf56db6-x7k2p".into()),
+            namespace: Some(namespace.into()),
+            ..Default::default()
+        };
+        use wirelens_filters::Decision;
+        assert_eq!(filters.decide(&pod_in(collector_ns)), Decision::Drop);
+        assert_eq!(filters.decide(&pod_in("kube-system")), Decision::Drop);
+        assert_eq!(filters.decide(&pod_in("default")), Decision::Keep);
     }
 
     #[test]
