@@ -428,7 +428,14 @@ fn sampling_within_one_batch_keeps_each_record_with_its_trace() {
         });
         r
     };
-    o.offer_all((0..90).map(traced));
+    let mut batch: Vec<_> = (0..90).map(traced).collect();
+    let buffer = batch.as_ptr();
+    o.offer_vec(&mut batch);
+    // The 30 kept records were queued in a vector of their own: the caller (the pipeline)
+    // keeps its vector, emptied, with its room, and the queue does not hold the room of the
+    // 60 others while the batch waits to fill.
+    assert!(batch.is_empty());
+    assert_eq!((batch.as_ptr(), batch.capacity() >= 90), (buffer, true));
     let deadline = Instant::now() + Duration::from_secs(10);
     let spans = loop {
         let spans: BTreeMap<_, _> = o.health().spans.iter().cloned().collect();

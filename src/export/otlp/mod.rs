@@ -300,7 +300,8 @@ impl Otlp {
 
     /// [`Otlp::offer_all`] for the records in `records`, which is left empty (a new vector
     /// with room for as many): the vector itself is queued, so the records are not moved one
-    /// by one.
+    /// by one. When the sampling ratio leaves some out, the kept ones are queued in a vector
+    /// of their own and `records` keeps its room.
     pub fn offer_vec(&self, records: &mut Vec<Record>) {
         let Some(tx) = &self.spans else {
             records.clear();
@@ -322,19 +323,31 @@ impl Otlp {
                 sampled_out += 1;
             }
         }
-        // The pipeline's next vector is sized by this batch, not by the largest one it ever
-        // held: a burst does not make every later batch allocate as much.
-        let mut batch = SpanBatch {
-            records: std::mem::replace(records, Vec::with_capacity(records.len())),
-            ids: Vec::new(),
-        };
-        if sampled_out > 0 {
+        let mut batch = if sampled_out > 0 {
             c.spans_sampled_out.fetch_add(sampled_out, Relaxed);
+            // Only the kept records go, in a vector of their size: a batch waits in the queue
+            // up to the batch delay, which with a low ratio is most of the time, and the
+            // pipeline's whole vector would wait with it. The pipeline keeps that vector,
+            // emptied, for its next batch.
+            let mut kept = Vec::with_capacity(records.len() - sampled_out as usize);
             let mut keep = ids.iter();
-            batch
-                .records
-                .retain(|_| keep.next().is_some_and(Option::is_some));
-        }
+            kept.extend(
+                records
+                    .drain(..)
+                    .filter(|_| keep.next().is_some_and(Option::is_some)),
+            );
+            SpanBatch {
+                records: kept,
+                ids: Vec::new(),
+            }
+        } else {
+            // The pipeline's next vector is sized by this batch, not by the largest one it
+            // ever held: a burst does not make every later batch allocate as much.
+            SpanBatch {
+                records: std::mem::replace(records, Vec::with_capacity(records.len())),
+                ids: Vec::new(),
+            }
+        };
         batch.ids = ids.into_iter().flatten().collect();
         // One producer (the pipeline): reading then adding does not let the queue overfill.
         let room = (self.queue_size as u64).saturating_sub(c.spans_queued.load(Relaxed));
