@@ -207,6 +207,7 @@ impl Config {
             .kubernetes
             .build(env)
             .map_err(|(field, message)| ConfigError::Kubernetes { field, message })?;
+        let own_ports = otlp.as_ref().map(OtlpSettings::ports).unwrap_or_default();
         Ok(RunSettings {
             otlp,
             kubernetes,
@@ -222,6 +223,7 @@ impl Config {
                 request_timeout_ns: self.request_timeout_ms.saturating_mul(1_000_000),
                 idle_timeout_ns: self.idle_timeout_ms.saturating_mul(1_000_000),
                 protocols: policy.protocols.clone(),
+                own_ports,
             },
             format: self.format,
             output: self.output.clone(),

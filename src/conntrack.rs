@@ -28,6 +28,12 @@ pub struct ConntrackConfig {
     pub idle_timeout_ns: u64,
     /// Protocols to parse; others are counted and dropped.
     pub protocols: Vec<Protocol>,
+    /// Ports the agent itself sends to (its OTLP exports). A connection of this host to one
+    /// of them is checked once: when its other end is the agent's own socket, it is the
+    /// agent's export seen at a collector on this host, and its events are counted in
+    /// [`ConntrackStats::own_export_events`] and not parsed. Reported, each export would
+    /// become a span to export, and so on, as long as the agent runs.
+    pub own_ports: Vec<u16>,
 }
 
 impl Default for ConntrackConfig {
@@ -37,6 +43,7 @@ impl Default for ConntrackConfig {
             request_timeout_ns: 30_000_000_000,
             idle_timeout_ns: 300_000_000_000,
             protocols: Protocol::ALL.to_vec(),
+            own_ports: Vec::new(),
         }
     }
 }
@@ -62,6 +69,9 @@ pub struct ConntrackStats {
     pub exchanges: u64,
     /// Connections whose protocol switched to something unreadable (TLS, compression).
     pub conns_left_alone: u64,
+    /// Events of the agent's own exports, seen at a collector on this host: not parsed
+    /// ([`ConntrackConfig::own_ports`]).
+    pub own_export_events: u64,
     pub parse: ParseStats,
 }
 
@@ -93,6 +103,8 @@ struct Conn {
     ends: (SocketAddr, SocketAddr),
     /// What every record of this connection shares, built with its first record.
     parts: Option<Parts>,
+    /// One of the agent's own exports, at the collector's end: not parsed.
+    own: bool,
 }
 
 /// The fields of a record that depend only on the connection (role, ends, process): built
@@ -202,6 +214,10 @@ impl Conntrack {
             Self::on_conn(c, &self.cfg, &mut self.stats, &mut self.scratch, d, out);
             return;
         }
+        let own = d
+            .observer
+            .as_ref()
+            .is_some_and(|o| own_export(&self.cfg.own_ports, o.local, d));
         let conn = Conn {
             client: None,
             protocol: None,
@@ -210,6 +226,7 @@ impl Conntrack {
             last_ts_ns: d.ts_ns,
             ends: (d.src, d.dst),
             parts: None,
+            own,
         };
         self.stats.conns_opened += 1;
         if let Some((_, old)) = self.conns.push(key, conn) {
@@ -232,6 +249,10 @@ impl Conntrack {
         out: &mut Vec<Record>,
     ) {
         c.last_ts_ns = c.last_ts_ns.max(d.ts_ns);
+        if c.own {
+            stats.own_export_events += 1;
+            return;
+        }
         // Inference only matters until the side and the protocol are known.
         let inferred = if c.client.is_none() || c.protocol.is_none() {
             infer(&d.data, d.data.len() as u64 + d.missing, d.transport)
@@ -369,6 +390,19 @@ impl Conn {
     }
 }
 
+/// Whether the connection of `d`, observed at `local`, is one of the agent's own exports:
+/// `local` is a port the agent sends to, the other end is on this host, and it is a socket of
+/// this process.
+fn own_export(own_ports: &[u16], local: SocketAddr, d: &DataEvent) -> bool {
+    if d.transport != Transport::Tcp || !own_ports.contains(&local.port()) {
+        return false;
+    }
+    let remote = if d.src == local { d.dst } else { d.src };
+    let ip = remote.ip().to_canonical();
+    (ip.is_loopback() || ip == local.ip().to_canonical())
+        && crate::procfs::own_connection(remote, local)
+}
+
 /// The observer's role, the client and server endpoints and the process of a connection.
 fn describe(
     observer: &Option<Observer>,
@@ -465,6 +499,87 @@ mod tests {
                 (path, status)
             })
             .collect()
+    }
+
+    /// An exchange at the server's end of `client` -> `server`, observed at the server, on
+    /// connection `fd`.
+    fn exchange_at(server: SocketAddr, client: SocketAddr, fd: i32) -> [SourceEvent; 2] {
+        let one = |sent: bool, data: Vec<u8>| {
+            let (src, dst) = if sent {
+                (server, client)
+            } else {
+                (client, server)
+            };
+            SourceEvent::Data(DataEvent {
+                conn: ConnKey {
+                    tgid: 7,
+                    fd,
+                    start_ns: 1,
+                },
+                ts_ns: 10,
+                src,
+                dst,
+                client: ClientHint::Client(client),
+                observer: Some(Observer {
+                    process: ProcessInfo {
+                        pid: 7,
+                        comm: "collector".into(),
+                    },
+                    local: server,
+                }),
+                protocol: Some(Protocol::Http),
+                transport: Transport::Tcp,
+                data,
+                missing: 0,
+                lost_before: LostBefore::default(),
+            })
+        };
+        [one(false, request("/v1/traces")), one(true, response(200))]
+    }
+
+    /// A connection to an export port whose client end is a socket of this process is the
+    /// agent's own export: counted, not reported. Another client of the same port, and this
+    /// process's connection to a port that is not an export's, are reported.
+    #[test]
+    fn the_agents_own_exports_are_left_out() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let collector = listener.local_addr().unwrap();
+        let own = std::net::TcpStream::connect(collector).unwrap();
+        let _accepted = listener.accept().unwrap();
+        let own_end = own.local_addr().unwrap();
+        let stranger: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        for (ports, want) in [
+            (vec![collector.port()], vec!["stranger"]),
+            (
+                vec![collector.port().wrapping_add(1)],
+                vec!["own", "stranger"],
+            ),
+        ] {
+            let mut ct = Conntrack::new(ConntrackConfig {
+                own_ports: ports,
+                ..ConntrackConfig::default()
+            });
+            let mut out = Vec::new();
+            for (client, fd) in [(own_end, 5), (stranger, 6)] {
+                for e in exchange_at(collector, client, fd) {
+                    ct.handle(&e, &mut out);
+                }
+            }
+            let got: Vec<&str> = out
+                .iter()
+                .map(|r| {
+                    if r.client.port == own_end.port() {
+                        "own"
+                    } else {
+                        "stranger"
+                    }
+                })
+                .collect();
+            assert_eq!(got, want);
+            let left_out = if want.len() == 1 { 2 } else { 0 };
+            assert_eq!(ct.stats().own_export_events, left_out);
+            assert_eq!(ct.stats().exchanges, want.len() as u64);
+        }
     }
 
     /// /a's response event is lost; the kernel reports its bytes with the next event. Without

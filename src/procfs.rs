@@ -1,6 +1,7 @@
 //! What the agent reads about processes and cgroups from /proc and the cgroup v2 tree.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -107,4 +108,88 @@ pub fn cgroups(root: &Path, limit: usize) -> Vec<(String, u64)> {
         }
     }
     out
+}
+
+/// Whether this process holds a socket bound to `local` and connected to `peer`: one of the
+/// agent's own connections (its exports), seen by the capture at its other end.
+///
+/// Looks at the process's own descriptors, so only for the rare connection that may be one
+/// (see [`crate::conntrack::ConntrackConfig::own_ports`]).
+pub fn own_connection(local: SocketAddr, peer: SocketAddr) -> bool {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return false;
+    };
+    let (local, peer) = (canonical(local), canonical(peer));
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()))
+        .any(|fd| {
+            // A descriptor closed since the listing, or not a socket, fails both calls.
+            sock_name(fd, libc::getsockname) == Some(local)
+                && sock_name(fd, libc::getpeername) == Some(peer)
+        })
+}
+
+type NameCall = unsafe extern "C" fn(i32, *mut libc::sockaddr, *mut libc::socklen_t) -> i32;
+
+/// The address `call` (getsockname or getpeername) gives for `fd`, when it is an IP socket.
+fn sock_name(fd: i32, call: NameCall) -> Option<SocketAddr> {
+    // SAFETY: sockaddr_storage is plain data, valid when zeroed.
+    let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: the buffer and its length are those of `ss`, which outlives the call; a bad
+    // descriptor only makes the call fail.
+    if unsafe { call(fd, (&raw mut ss).cast(), &mut len) } != 0 {
+        return None;
+    }
+    match i32::from(ss.ss_family) {
+        libc::AF_INET => {
+            // SAFETY: the family says the storage holds a sockaddr_in.
+            let a: libc::sockaddr_in = unsafe { std::ptr::read((&raw const ss).cast()) };
+            let ip = std::net::Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr));
+            Some(SocketAddr::new(ip.into(), u16::from_be(a.sin_port)))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: the family says the storage holds a sockaddr_in6.
+            let a: libc::sockaddr_in6 = unsafe { std::ptr::read((&raw const ss).cast()) };
+            let ip = std::net::Ipv6Addr::from(a.sin6_addr.s6_addr);
+            Some(canonical(SocketAddr::new(
+                ip.into(),
+                u16::from_be(a.sin6_port),
+            )))
+        }
+        _ => None,
+    }
+}
+
+/// An IPv4 address written as IPv6 (`::ffff:a.b.c.d`, a dual-stack socket) as IPv4.
+fn canonical(a: SocketAddr) -> SocketAddr {
+    SocketAddr::new(a.ip().to_canonical(), a.port())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A connection this process made is found from either address pair it has; a pair of
+    /// another process's connection, or the reversed pair, is not.
+    #[test]
+    fn own_connections_are_found_by_their_addresses() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listen");
+        let server = listener.local_addr().expect("addr");
+        let client = std::net::TcpStream::connect(server).expect("connect");
+        let (accepted, _) = listener.accept().expect("accept");
+        let local = client.local_addr().expect("addr");
+        assert!(own_connection(local, server));
+        // The accepted end is this process's too.
+        assert!(own_connection(server, local));
+        let other = SocketAddr::new(local.ip(), local.port().wrapping_add(1).max(1));
+        assert!(!own_connection(other, server));
+        drop((client, accepted));
+        assert!(!own_connection(local, server), "closed");
+        // Written as IPv6, the same address.
+        let v6 = SocketAddr::new(std::net::Ipv6Addr::LOCALHOST.into(), 1);
+        assert_eq!(canonical(v6), v6);
+        let mapped: SocketAddr = "[::ffff:127.0.0.1]:80".parse().expect("addr");
+        assert_eq!(canonical(mapped), "127.0.0.1:80".parse().expect("addr"));
+    }
 }

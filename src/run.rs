@@ -323,7 +323,7 @@ pub fn summary(c: &CaptureCounters, s: &ConntrackStats, written: u64) -> String 
         "records={written} kernel_events={} lost_ringbuf={} read_faults={} conn_table_full={} \
          inflight_full={} decode_errors={} conns={} parse_errors={} unmatched_responses={} \
          lost_in_gap={} undetermined_side={} unknown_protocol={} conns_left_alone={} \
-         received_events={} kernel_closes={} received_closes={}",
+         own_export_events={} received_events={} kernel_closes={} received_closes={}",
         c.kernel_data_events.load(Relaxed),
         c.lost(),
         c.kernel_read_faults.load(Relaxed),
@@ -337,6 +337,7 @@ pub fn summary(c: &CaptureCounters, s: &ConntrackStats, written: u64) -> String 
         s.undetermined_side_events,
         s.unknown_protocol_events,
         s.conns_left_alone,
+        s.own_export_events,
         c.data_events_received.load(Relaxed),
         c.kernel_close_events.load(Relaxed),
         c.close_events_received.load(Relaxed),

@@ -126,6 +126,7 @@ fn scrape_matches_the_records_fed_in() {
         ],
         exchanges: 17,
         connections_tracked: 6,
+        own_export_events: 9,
     });
 
     let (status, head, body) = get(addr, "/metrics");
@@ -259,6 +260,7 @@ fn scrape_matches_the_records_fed_in() {
     assert_eq!(value(&s, lost, &[("stage", "gap")]), 2.0);
     assert_eq!(value(&s, "wirelens_kernel_events_total", &[]), 1234.0);
     assert_eq!(value(&s, "wirelens_connections_tracked", &[]), 6.0);
+    assert_eq!(value(&s, "wirelens_own_export_events_total", &[]), 9.0);
     assert_eq!(value(&s, "wirelens_series", &[]), 10.0);
     assert!(body.contains("# TYPE wirelens_series_dropped_total counter"));
 

@@ -764,3 +764,125 @@ fn root_otlp_collector_down_then_back() {
     let (records, _) = agent.stop();
     assert_eq!(records.len(), 2 * 1020);
 }
+
+/// A collector on this host sees the agent's exports as HTTP requests to it. The agent leaves
+/// those out (counted in `wirelens_own_export_events_total`): reported, every export would
+/// become a span to export, as long as the agent runs, on an idle host too. Requests from
+/// anyone else to the same collector are reported.
+///
+/// The collector is the harness's stand-in (bench/otlp-sink) in a python3 copy named
+/// `wlself-col`, the only process the agent keeps.
+#[test]
+fn root_otlp_own_exports_at_a_local_collector_are_not_reported() {
+    if !root_tests_enabled() {
+        return;
+    }
+    let _g = LIVE.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let (mut collector, _) = python_copy(
+        dir.path(),
+        "wlself-col",
+        include_str!("../bench/otlp-sink"),
+        &[port.to_string()],
+    );
+    wait_for_port(port);
+    let cfg = dir.path().join("wirelens.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "filters:\n  include:\n    exe: [\"/wlself-col$\"]\n  undecided: drop\n\
+             aggregation:\n  period_s: 1\n\
+             otlp:\n  endpoint: http://127.0.0.1:{port}\n  protocol: http/protobuf\n  \
+             batch_delay_ms: 200\n"
+        ),
+    )
+    .expect("config");
+    let mport = free_port();
+    let agent = Agent::start(&[
+        "--config".into(),
+        cfg.display().to_string(),
+        "--metrics-addr".into(),
+        format!("127.0.0.1:{mport}"),
+    ]);
+
+    // The test's own requests to the collector, on one connection: these are reported.
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connecting to the collector");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let test_end = s.local_addr().expect("address").port();
+    let mut reader = BufReader::new(s.try_clone().expect("clone"));
+    let mut ask = |head: &str| -> (u16, String) {
+        write!(s, "{head} HTTP/1.1\r\nHost: c\r\nContent-Length: 0\r\n\r\n").expect("write");
+        let mut status = String::new();
+        reader.read_line(&mut status).expect("status line");
+        let mut len = 0;
+        loop {
+            let mut l = String::new();
+            reader.read_line(&mut l).expect("header");
+            if l.trim().is_empty() {
+                break;
+            }
+            if let Some(v) = l.to_ascii_lowercase().strip_prefix("content-length:") {
+                len = v.trim().parse().expect("length");
+            }
+        }
+        let mut body = vec![0; len];
+        reader.read_exact(&mut body).expect("body");
+        let code = status
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok());
+        (code.expect("status"), String::from_utf8_lossy(&body).into())
+    };
+    assert_eq!(ask("POST /v1/metrics").0, 200);
+    assert_eq!(ask("GET /nope").0, 404);
+    // The agent exports its metrics every period, and the spans of the requests above.
+    let start = Instant::now();
+    let own = loop {
+        let own = sample(&scrape(mport), "wirelens_own_export_events_total");
+        if own >= 6 {
+            break own;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "only {own} events of the agent's own exports were seen in 20 s"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let (code, counts) = ask("GET /counts");
+    assert_eq!(code, 200);
+    let counts: serde_json::Value = serde_json::from_str(&counts).expect("counts JSON");
+    let exports = counts["traces"]["requests"].as_u64().unwrap_or(0)
+        + counts["metrics"]["requests"].as_u64().unwrap_or(0);
+    // One POST was the test's.
+    assert!(exports >= 4, "the collector received {counts}");
+    drop((s, reader));
+    let (records, stderr) = agent.stop();
+    collector.signal(libc::SIGTERM);
+    let _ = collector.child.wait();
+
+    let at_collector: Vec<(u64, String, u64)> = records
+        .iter()
+        .filter(|r| r["server"]["port"] == port)
+        .map(|r| {
+            (
+                r["client"]["port"].as_u64().unwrap_or(0),
+                r["request"]["path"].as_str().unwrap_or("").to_string(),
+                r["response"]["status"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    let test_end = u64::from(test_end);
+    assert_eq!(
+        at_collector,
+        [
+            (test_end, "/v1/metrics".to_string(), 200),
+            (test_end, "/nope".to_string(), 404),
+            (test_end, "/counts".to_string(), 200),
+        ],
+        "the records at the collector are the test's requests alone ({own} own events)"
+    );
+    let own_at_exit = agent_counter(&stderr, "own_export_events").expect("exit counters");
+    assert!(own_at_exit >= own, "{own_at_exit} < {own}");
+}

@@ -39,6 +39,9 @@ pub struct Health {
     pub exchanges: u64,
     /// Connections tracked in user space now.
     pub connections_tracked: u64,
+    /// Events of the agent's own exports seen at a collector on this host, left out
+    /// ([`crate::conntrack::ConntrackConfig::own_ports`]).
+    pub own_export_events: u64,
 }
 
 impl Health {
@@ -67,6 +70,7 @@ impl Health {
             ],
             exchanges: s.exchanges,
             connections_tracked: conns as u64,
+            own_export_events: s.own_export_events,
         }
     }
 }

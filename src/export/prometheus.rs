@@ -333,6 +333,13 @@ fn render_health(agg: &Aggregator, health: &Health, out: &mut String) {
             "Connections tracked in user space now.",
             health.connections_tracked,
         ),
+        (
+            "wirelens_own_export_events_total",
+            "counter",
+            "Data events of the agent's own OTLP exports, seen at a collector on this host: left \
+             out, so that exports do not become spans to export.",
+            health.own_export_events,
+        ),
     ];
     let st = agg.stats();
     let graph = [

@@ -88,6 +88,29 @@ pub struct OtlpSettings {
     pub batch_delay: Duration,
 }
 
+impl OtlpSettings {
+    /// The ports the exporters send to (the URL's, or the scheme's: 80, 443).
+    pub fn ports(&self) -> Vec<u16> {
+        let mut ports: Vec<u16> = [&self.traces, &self.metrics]
+            .into_iter()
+            .flatten()
+            .filter_map(|t| {
+                let uri: http::Uri = t.url.parse().ok()?;
+                uri.port_u16().or_else(|| {
+                    Some(if uri.scheme_str() == Some("https") {
+                        443
+                    } else {
+                        80
+                    })
+                })
+            })
+            .collect();
+        ports.sort_unstable();
+        ports.dedup();
+        ports
+    }
+}
+
 /// A bad `otlp` value or variable: the key (or variable) and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InvalidOtlp {
@@ -380,6 +403,22 @@ mod tests {
     #[test]
     fn off_without_an_endpoint() {
         assert_eq!(OtlpConfig::default().build(&env(&[])).unwrap(), None);
+    }
+
+    #[test]
+    fn ports_are_those_of_both_signals_urls() {
+        let e = env(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318/"),
+            (
+                "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+                "https://collector/v1/metrics",
+            ),
+        ]);
+        let s = OtlpConfig::default().build(&e).unwrap().unwrap();
+        assert_eq!(s.ports(), vec![443, 4318]);
+        let e = env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector")]);
+        let s = OtlpConfig::default().build(&e).unwrap().unwrap();
+        assert_eq!(s.ports(), vec![80], "both signals, one port");
     }
 
     #[test]
