@@ -258,7 +258,8 @@ pub enum MetricsClient {
     },
     Http {
         client: reqwest::Client,
-        url: String,
+        /// Parsed once: a URL given as text is parsed again by every request.
+        url: reqwest::Url,
         headers: reqwest::header::HeaderMap,
     },
 }
@@ -274,7 +275,7 @@ impl MetricsClient {
             }),
             Protocol::HttpProtobuf => Ok(MetricsClient::Http {
                 client: super::http_client(t)?,
-                url: t.url.clone(),
+                url: super::http_url(t)?,
                 headers: super::http_headers(&t.headers)?,
             }),
         }
@@ -308,7 +309,7 @@ impl MetricsClient {
                 headers,
             } => {
                 let resp = client
-                    .post(url.as_str())
+                    .post(url.clone())
                     .headers(headers.clone())
                     .header("content-type", "application/x-protobuf")
                     .body(req.encode_to_vec())

@@ -213,6 +213,11 @@ pub(crate) fn http_client(t: &config::SignalTarget) -> anyhow::Result<reqwest::C
     Ok(reqwest::Client::builder().timeout(t.timeout).build()?)
 }
 
+/// The signal's URL (OTLP/HTTP), parsed once for every export to come.
+pub(crate) fn http_url(t: &config::SignalTarget) -> anyhow::Result<reqwest::Url> {
+    reqwest::Url::parse(&t.url).with_context(|| format!("OTLP URL `{}`", t.url))
+}
+
 /// The configured headers for reqwest (OTLP/HTTP).
 pub(crate) fn http_headers(
     headers: &[(String, String)],

@@ -22,7 +22,8 @@ pub enum TracesClient {
     },
     Http {
         client: reqwest::Client,
-        url: String,
+        /// Parsed once: a URL given as text is parsed again by every request.
+        url: reqwest::Url,
         headers: reqwest::header::HeaderMap,
     },
 }
@@ -78,7 +79,7 @@ impl TracesClient {
             }),
             Protocol::HttpProtobuf => Ok(TracesClient::Http {
                 client: super::http_client(t)?,
-                url: t.url.clone(),
+                url: super::http_url(t)?,
                 headers: super::http_headers(&t.headers)?,
             }),
         }
@@ -137,7 +138,7 @@ impl TracesClient {
                 headers,
             } => {
                 let resp = client
-                    .post(url.as_str())
+                    .post(url.clone())
                     .headers(headers.clone())
                     .header("content-type", "application/x-protobuf")
                     .body(body)
