@@ -446,6 +446,19 @@ mod tests {
     fn ev(ts: u64, sent: bool, data: &[u8], lost: LostBefore) -> SourceEvent {
         let server: SocketAddr = SERVER.parse().unwrap();
         let client: SocketAddr = CLIENT.parse().unwrap();
+        event_at(server, client, 5, ts, sent, data, lost)
+    }
+
+    /// [`ev`] on the connection `fd` from `client` to `server`.
+    fn event_at(
+        server: SocketAddr,
+        client: SocketAddr,
+        fd: i32,
+        ts: u64,
+        sent: bool,
+        data: &[u8],
+        lost: LostBefore,
+    ) -> SourceEvent {
         let (src, dst) = if sent {
             (server, client)
         } else {
@@ -454,7 +467,7 @@ mod tests {
         SourceEvent::Data(DataEvent {
             conn: ConnKey {
                 tgid: 7,
-                fd: 5,
+                fd,
                 start_ns: 1,
             },
             ts_ns: ts,
@@ -504,37 +517,11 @@ mod tests {
     /// An exchange at the server's end of `client` -> `server`, observed at the server, on
     /// connection `fd`.
     fn exchange_at(server: SocketAddr, client: SocketAddr, fd: i32) -> [SourceEvent; 2] {
-        let one = |sent: bool, data: Vec<u8>| {
-            let (src, dst) = if sent {
-                (server, client)
-            } else {
-                (client, server)
-            };
-            SourceEvent::Data(DataEvent {
-                conn: ConnKey {
-                    tgid: 7,
-                    fd,
-                    start_ns: 1,
-                },
-                ts_ns: 10,
-                src,
-                dst,
-                client: ClientHint::Client(client),
-                observer: Some(Observer {
-                    process: ProcessInfo {
-                        pid: 7,
-                        comm: "collector".into(),
-                    },
-                    local: server,
-                }),
-                protocol: Some(Protocol::Http),
-                transport: Transport::Tcp,
-                data,
-                missing: 0,
-                lost_before: LostBefore::default(),
-            })
-        };
-        [one(false, request("/v1/traces")), one(true, response(200))]
+        let none = LostBefore::default();
+        [
+            event_at(server, client, fd, 10, false, &request("/v1/traces"), none),
+            event_at(server, client, fd, 11, true, &response(200), none),
+        ]
     }
 
     /// A connection to an export port whose client end is a socket of this process is the
