@@ -8,7 +8,8 @@ set -euo pipefail
 
 want=(clang llvm gcc libc6-dev libelf-dev zlib1g-dev pkg-config make)
 if [ "${1:-}" = "--test" ]; then
-  want+=(nginx-light python3 curl tcpdump tshark iproute2 bpftool util-linux procps
+  # nftables: the Service address (a DNAT rule) of tests/live_otlp.rs.
+  want+=(nginx-light python3 curl tcpdump tshark iproute2 nftables bpftool util-linux procps
          redis-server redis-tools mariadb-server mariadb-client libdbd-mariadb-perl
          postgresql postgresql-contrib dnsmasq-base dnsutils prometheus)
 fi

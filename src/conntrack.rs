@@ -391,16 +391,20 @@ impl Conn {
 }
 
 /// Whether the connection of `d`, observed at `local`, is one of the agent's own exports:
-/// `local` is a port the agent sends to, the other end is on this host, and it is a socket of
-/// this process.
+/// `local` is a port the agent sends to and the other end is a socket of this process.
+///
+/// A loopback address is every network namespace's own, so there both addresses must be
+/// those of the agent's socket. Any other address is the agent's alone: a collector in
+/// another namespace (a pod) sees the agent's own address, while the agent's socket is
+/// connected to the address it dialled (a Service address, translated on the way), so the
+/// other end's address alone decides.
 fn own_export(own_ports: &[u16], local: SocketAddr, d: &DataEvent) -> bool {
     if d.transport != Transport::Tcp || !own_ports.contains(&local.port()) {
         return false;
     }
     let remote = if d.src == local { d.dst } else { d.src };
-    let ip = remote.ip().to_canonical();
-    (ip.is_loopback() || ip == local.ip().to_canonical())
-        && crate::procfs::own_connection(remote, local)
+    let peer = remote.ip().to_canonical().is_loopback().then_some(local);
+    crate::procfs::own_connection(remote, peer)
 }
 
 /// The observer's role, the client and server endpoints and the process of a connection.
@@ -535,11 +539,15 @@ mod tests {
         let _accepted = listener.accept().unwrap();
         let own_end = own.local_addr().unwrap();
         let stranger: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        // The agent's address at a collector on another loopback address of the same port:
+        // loopback addresses are every network namespace's own, so there the agent's socket
+        // must be connected to exactly that address, and this one is not.
+        let elsewhere = SocketAddr::new("127.0.0.2".parse().unwrap(), collector.port());
         for (ports, want) in [
-            (vec![collector.port()], vec!["stranger"]),
+            (vec![collector.port()], vec!["stranger", "own"]),
             (
                 vec![collector.port().wrapping_add(1)],
-                vec!["own", "stranger"],
+                vec!["own", "stranger", "own"],
             ),
         ] {
             let mut ct = Conntrack::new(ConntrackConfig {
@@ -547,8 +555,12 @@ mod tests {
                 ..ConntrackConfig::default()
             });
             let mut out = Vec::new();
-            for (client, fd) in [(own_end, 5), (stranger, 6)] {
-                for e in exchange_at(collector, client, fd) {
+            for (server, client, fd) in [
+                (collector, own_end, 5),
+                (collector, stranger, 6),
+                (elsewhere, own_end, 7),
+            ] {
+                for e in exchange_at(server, client, fd) {
                     ct.handle(&e, &mut out);
                 }
             }
@@ -563,7 +575,7 @@ mod tests {
                 })
                 .collect();
             assert_eq!(got, want);
-            let left_out = if want.len() == 1 { 2 } else { 0 };
+            let left_out = if want.len() == 2 { 2 } else { 0 };
             assert_eq!(ct.stats().own_export_events, left_out);
             assert_eq!(ct.stats().exchanges, want.len() as u64);
         }

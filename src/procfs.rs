@@ -110,22 +110,26 @@ pub fn cgroups(root: &Path, limit: usize) -> Vec<(String, u64)> {
     out
 }
 
-/// Whether this process holds a socket bound to `local` and connected to `peer`: one of the
-/// agent's own connections (its exports), seen by the capture at its other end.
+/// Whether this process holds a socket bound to `local`, and connected to `peer` when one is
+/// given: one of the agent's own connections (its exports), seen by the capture at its other
+/// end. Without `peer`, the local address alone decides: through a Service address, the
+/// agent's socket is connected to an address the collector does not have.
 ///
 /// Looks at the process's own descriptors, so only for the rare connection that may be one
 /// (see [`crate::conntrack::ConntrackConfig::own_ports`]).
-pub fn own_connection(local: SocketAddr, peer: SocketAddr) -> bool {
+pub fn own_connection(local: SocketAddr, peer: Option<SocketAddr>) -> bool {
     let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
         return false;
     };
-    let (local, peer) = (canonical(local), canonical(peer));
+    let (local, peer) = (canonical(local), peer.map(canonical));
     dir.flatten()
         .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()))
         .any(|fd| {
-            // A descriptor closed since the listing, or not a socket, fails both calls.
+            // A descriptor closed since the listing, or not a socket, fails both calls. A
+            // listening socket has no peer: getpeername fails, so it never matches.
             sock_name(fd, libc::getsockname) == Some(local)
-                && sock_name(fd, libc::getpeername) == Some(peer)
+                && sock_name(fd, libc::getpeername)
+                    .is_some_and(|p| peer.is_none_or(|want| p == want))
         })
 }
 
@@ -179,13 +183,23 @@ mod tests {
         let client = std::net::TcpStream::connect(server).expect("connect");
         let (accepted, _) = listener.accept().expect("accept");
         let local = client.local_addr().expect("addr");
-        assert!(own_connection(local, server));
+        assert!(own_connection(local, Some(server)));
         // The accepted end is this process's too.
-        assert!(own_connection(server, local));
+        assert!(own_connection(server, Some(local)));
+        // Its own address alone finds it too (a peer behind a translated address).
+        assert!(own_connection(local, None));
         let other = SocketAddr::new(local.ip(), local.port().wrapping_add(1).max(1));
-        assert!(!own_connection(other, server));
+        assert!(!own_connection(other, Some(server)));
+        assert!(!own_connection(other, None));
+        // The right address, connected elsewhere.
+        let elsewhere = SocketAddr::new(server.ip(), server.port().wrapping_add(1).max(1));
+        assert!(!own_connection(local, Some(elsewhere)));
+        // A listening socket is bound, but is no connection.
+        let idle = std::net::TcpListener::bind("127.0.0.1:0").expect("listen");
+        assert!(!own_connection(idle.local_addr().expect("addr"), None));
         drop((client, accepted));
-        assert!(!own_connection(local, server), "closed");
+        assert!(!own_connection(local, Some(server)), "closed");
+        assert!(!own_connection(local, None), "closed");
         // Written as IPv6, the same address.
         let v6 = SocketAddr::new(std::net::Ipv6Addr::LOCALHOST.into(), 1);
         assert_eq!(canonical(v6), v6);

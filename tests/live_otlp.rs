@@ -14,7 +14,7 @@ mod otlp;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -103,20 +103,33 @@ for line in sys.stdin:
 
 /// A copy of python3 under `name` (its own executable path and comm), running `script`.
 fn python_copy(dir: &Path, name: &str, script: &str, args: &[String]) -> (Proc, PathBuf) {
+    python_copy_in(None, dir, name, script, args)
+}
+
+/// [`python_copy`], started in network namespace `ns` when one is given.
+fn python_copy_in(
+    ns: Option<&NetNs>,
+    dir: &Path,
+    name: &str,
+    script: &str,
+    args: &[String],
+) -> (Proc, PathBuf) {
     let exe = dir.join(name);
     std::fs::copy(which("python3").expect("python3"), &exe).expect("copy python3");
     let py = dir.join(format!("{name}.py"));
     std::fs::write(&py, script).expect("script");
-    let child = Command::new(&exe)
-        .arg(&py)
+    let mut cmd = Command::new(&exe);
+    cmd.arg(&py)
         .args(args)
         .env("PYTHONHOME", "/usr")
         .current_dir(dir)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("starting a python3 copy");
+        .stderr(Stdio::inherit());
+    if let Some(ns) = ns {
+        ns.enter(&mut cmd);
+    }
+    let child = cmd.spawn().expect("starting a python3 copy");
     (
         Proc {
             child,
@@ -764,6 +777,179 @@ fn root_otlp_collector_down_then_back() {
     let (records, _) = agent.stop();
     assert_eq!(records.len(), 2 * 1020);
 }
+/// One HTTP/1.1 request with no body (`head`: method and path) on `s`, answered on `reader`:
+/// the status and the body.
+fn ask_on(s: &mut TcpStream, reader: &mut BufReader<TcpStream>, head: &str) -> (u16, String) {
+    write!(s, "{head} HTTP/1.1\r\nHost: c\r\nContent-Length: 0\r\n\r\n").expect("write");
+    let mut status = String::new();
+    reader.read_line(&mut status).expect("status line");
+    let mut len = 0;
+    loop {
+        let mut l = String::new();
+        reader.read_line(&mut l).expect("header");
+        if l.trim().is_empty() {
+            break;
+        }
+        if let Some(v) = l.to_ascii_lowercase().strip_prefix("content-length:") {
+            len = v.trim().parse().expect("length");
+        }
+    }
+    let mut body = vec![0; len];
+    reader.read_exact(&mut body).expect("body");
+    let code = status
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok());
+    (code.expect("status"), String::from_utf8_lossy(&body).into())
+}
+
+/// Export requests (traces and metrics) counted by bench/otlp-sink's `GET /counts` answer.
+fn sink_exports(counts: &str) -> u64 {
+    let counts: serde_json::Value = serde_json::from_str(counts).expect("counts JSON");
+    counts["traces"]["requests"].as_u64().unwrap_or(0)
+        + counts["metrics"]["requests"].as_u64().unwrap_or(0)
+}
+
+/// The agent's own exports at a collector in a pod, as a DaemonSet whose configuration does
+/// not exclude the collector's namespace sees them: the agent in one network namespace (its
+/// pod's), the collector in another, reached through a Service address that a DNAT rule
+/// translates to the collector's (as kube-proxy does). The collector sees the agent's own
+/// address, while the agent's socket is connected to the Service address. They are left out;
+/// the test's own requests, from the agent's namespace (the same address, another port) and
+/// through the same Service address, are reported.
+#[test]
+fn root_otlp_own_exports_at_a_collector_behind_a_service_are_not_reported() {
+    if !root_tests_enabled() {
+        return;
+    }
+    let _g = LIVE.lock().unwrap_or_else(|e| e.into_inner());
+    const POD_IP: &str = "10.254.77.1";
+    const COLLECTOR_IP: &str = "10.254.77.2";
+    const SERVICE_IP: &str = "10.254.78.10";
+    const PORT: u16 = 4318;
+    let tag = std::process::id() % 100_000;
+    let pod = NetNs::new(&format!("wlo{tag}a"));
+    let col = NetNs::new(&format!("wlo{tag}c"));
+    veth_pair(&pod, POD_IP, &col, COLLECTOR_IP);
+    pod.exec(
+        "nft",
+        &[&format!(
+            "add table ip wlsvc; \
+             add chain ip wlsvc out {{ type nat hook output priority -100; }}; \
+             add rule ip wlsvc out ip daddr {SERVICE_IP} tcp dport {PORT} \
+             dnat to {COLLECTOR_IP}:{PORT}"
+        )],
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut collector, _) = python_copy_in(
+        Some(&col),
+        dir.path(),
+        "wlpod-col",
+        include_str!("../bench/otlp-sink"),
+        &[PORT.to_string(), "0.0.0.0".into()],
+    );
+    let service = SocketAddr::new(SERVICE_IP.parse().expect("ip"), PORT);
+    pod.run(|| {
+        let start = Instant::now();
+        while TcpStream::connect_timeout(&service, Duration::from_secs(1)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "the collector is not reachable at {service}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    });
+    let cfg = dir.path().join("wirelens.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "filters:\n  include:\n    exe: [\"/wlpod-col$\"]\n  undecided: drop\n\
+             aggregation:\n  period_s: 1\n\
+             otlp:\n  endpoint: http://{service}\n  protocol: http/protobuf\n  \
+             batch_delay_ms: 200\n"
+        ),
+    )
+    .expect("config");
+    let mport = free_port();
+    let agent = Agent::start_in(
+        &pod,
+        &[
+            "--config".into(),
+            cfg.display().to_string(),
+            "--metrics-addr".into(),
+            format!("127.0.0.1:{mport}"),
+        ],
+    );
+
+    // The test's requests, from the agent's namespace through the Service address.
+    let (test_end, own, counts) = pod.run(|| {
+        let mut s = TcpStream::connect(service).expect("connecting to the collector");
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        let test_end = s.local_addr().expect("address");
+        let mut reader = BufReader::new(s.try_clone().expect("clone"));
+        assert_eq!(ask_on(&mut s, &mut reader, "POST /v1/metrics").0, 200);
+        assert_eq!(ask_on(&mut s, &mut reader, "GET /nope").0, 404);
+        let start = Instant::now();
+        let own = loop {
+            let own = sample(&scrape(mport), "wirelens_own_export_events_total");
+            if own >= 6 {
+                break own;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "only {own} events of the agent's own exports were seen in 20 s"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        let (code, counts) = ask_on(&mut s, &mut reader, "GET /counts");
+        assert_eq!(code, 200);
+        (test_end, own, counts)
+    });
+    assert_eq!(test_end.ip().to_string(), POD_IP);
+    // One POST was the test's.
+    assert!(
+        sink_exports(&counts) >= 4,
+        "the collector received {counts}"
+    );
+    let (records, stderr) = agent.stop();
+    collector.signal(libc::SIGTERM);
+    let _ = collector.child.wait();
+
+    let at_collector: Vec<(String, String, u64, String, u64)> = records
+        .iter()
+        .filter(|r| r["server"]["port"] == PORT)
+        .map(|r| {
+            (
+                r["server"]["ip"].as_str().unwrap_or("").to_string(),
+                r["client"]["ip"].as_str().unwrap_or("").to_string(),
+                r["client"]["port"].as_u64().unwrap_or(0),
+                r["request"]["path"].as_str().unwrap_or("").to_string(),
+                r["response"]["status"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    let ours = |path: &str, status| {
+        (
+            COLLECTOR_IP.to_string(),
+            POD_IP.to_string(),
+            u64::from(test_end.port()),
+            path.to_string(),
+            status,
+        )
+    };
+    assert_eq!(
+        at_collector,
+        [
+            ours("/v1/metrics", 200),
+            ours("/nope", 404),
+            ours("/counts", 200)
+        ],
+        "the records at the collector are the test's requests alone ({own} own events)"
+    );
+    let own_at_exit = agent_counter(&stderr, "own_export_events").expect("exit counters");
+    assert!(own_at_exit >= own, "{own_at_exit} < {own}");
+}
 
 /// A collector on this host sees the agent's exports as HTTP requests to it. The agent leaves
 /// those out (counted in `wirelens_own_export_events_total`): reported, every export would
@@ -812,29 +998,7 @@ fn root_otlp_own_exports_at_a_local_collector_are_not_reported() {
         .expect("timeout");
     let test_end = s.local_addr().expect("address").port();
     let mut reader = BufReader::new(s.try_clone().expect("clone"));
-    let mut ask = |head: &str| -> (u16, String) {
-        write!(s, "{head} HTTP/1.1\r\nHost: c\r\nContent-Length: 0\r\n\r\n").expect("write");
-        let mut status = String::new();
-        reader.read_line(&mut status).expect("status line");
-        let mut len = 0;
-        loop {
-            let mut l = String::new();
-            reader.read_line(&mut l).expect("header");
-            if l.trim().is_empty() {
-                break;
-            }
-            if let Some(v) = l.to_ascii_lowercase().strip_prefix("content-length:") {
-                len = v.trim().parse().expect("length");
-            }
-        }
-        let mut body = vec![0; len];
-        reader.read_exact(&mut body).expect("body");
-        let code = status
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok());
-        (code.expect("status"), String::from_utf8_lossy(&body).into())
-    };
+    let mut ask = |head: &str| ask_on(&mut s, &mut reader, head);
     assert_eq!(ask("POST /v1/metrics").0, 200);
     assert_eq!(ask("GET /nope").0, 404);
     // The agent exports its metrics every period, and the spans of the requests above.
@@ -852,12 +1016,11 @@ fn root_otlp_own_exports_at_a_local_collector_are_not_reported() {
     };
     let (code, counts) = ask("GET /counts");
     assert_eq!(code, 200);
-    let counts: serde_json::Value = serde_json::from_str(&counts).expect("counts JSON");
-    let exports = counts["traces"]["requests"].as_u64().unwrap_or(0)
-        + counts["metrics"]["requests"].as_u64().unwrap_or(0);
     // One POST was the test's.
-    assert!(exports >= 4, "the collector received {counts}");
-    drop((s, reader));
+    assert!(
+        sink_exports(&counts) >= 4,
+        "the collector received {counts}"
+    );
     let (records, stderr) = agent.stop();
     collector.signal(libc::SIGTERM);
     let _ = collector.child.wait();

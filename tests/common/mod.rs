@@ -73,6 +73,120 @@ impl Drop for Proc {
     }
 }
 
+/// A network namespace of one test (`ip netns add`), with its loopback up; deleted when
+/// dropped (its veth ends go with it). Declare it before the guards of the processes in it,
+/// so that they are stopped first.
+pub struct NetNs {
+    pub name: String,
+    handle: std::fs::File,
+}
+
+impl NetNs {
+    pub fn new(name: &str) -> NetNs {
+        run_ok("ip", &["netns", "add", name]);
+        let handle = std::fs::File::open(format!("/run/netns/{name}"));
+        let ns = NetNs {
+            name: name.into(),
+            handle: match handle {
+                Ok(h) => h,
+                Err(e) => {
+                    let _ = Command::new("ip").args(["netns", "del", name]).status();
+                    panic!("opening network namespace {name}: {e}");
+                }
+            },
+        };
+        ns.ip(&["link", "set", "lo", "up"]);
+        ns
+    }
+
+    /// `ip -n NAME ARGS`, which must succeed.
+    pub fn ip(&self, args: &[&str]) {
+        let mut all = vec!["-n", self.name.as_str()];
+        all.extend_from_slice(args);
+        run_ok("ip", &all);
+    }
+
+    /// `PROG ARGS` run to its end inside the namespace (`ip netns exec`), which must succeed.
+    pub fn exec(&self, prog: &str, args: &[&str]) {
+        let mut all = vec!["netns", "exec", self.name.as_str(), prog];
+        all.extend_from_slice(args);
+        run_ok("ip", &all);
+    }
+
+    /// Makes `cmd` start inside the namespace (its network only: mounts stay the host's).
+    pub fn enter(&self, cmd: &mut Command) {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::process::CommandExt;
+        let fd = self.handle.as_raw_fd();
+        // SAFETY: setns is async-signal-safe and allocates nothing; `fd` stays open until
+        // spawn returns, since `self` outlives this borrow of `cmd` at the call sites.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+
+    /// Runs `f` on a thread inside the namespace (a thread's network namespace is its own),
+    /// so that the test's sockets there are the namespace's.
+    pub fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        use std::os::fd::AsRawFd;
+        let fd = self.handle.as_raw_fd();
+        std::thread::scope(|s| {
+            s.spawn(move || {
+                // SAFETY: `fd` is the namespace's handle, open for the scope's length.
+                let rc = unsafe { libc::setns(fd, libc::CLONE_NEWNET) };
+                assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+                f()
+            })
+            .join()
+            .unwrap_or_else(|e| std::panic::resume_unwind(e))
+        })
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+/// Two namespaces joined by a veth pair, `a` at `a_ip`/30 and `c` at `c_ip`/30, with every
+/// other address of `a` routed to `c`.
+pub fn veth_pair(a: &NetNs, a_ip: &str, c: &NetNs, c_ip: &str) {
+    let (va, vc) = (format!("{}v", a.name), format!("{}v", c.name));
+    run_ok(
+        "ip",
+        &["link", "add", &va, "type", "veth", "peer", "name", &vc],
+    );
+    run_ok("ip", &["link", "set", &va, "netns", &a.name]);
+    run_ok("ip", &["link", "set", &vc, "netns", &c.name]);
+    a.ip(&["addr", "add", &format!("{a_ip}/30"), "dev", &va]);
+    c.ip(&["addr", "add", &format!("{c_ip}/30"), "dev", &vc]);
+    a.ip(&["link", "set", &va, "up"]);
+    c.ip(&["link", "set", &vc, "up"]);
+    a.ip(&["route", "add", "default", "dev", &va]);
+}
+
+/// Runs `prog args` to its end; panics with its output when it fails.
+pub fn run_ok(prog: &str, args: &[&str]) {
+    let out = Command::new(prog)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("running {prog}: {e}"));
+    assert!(
+        out.status.success(),
+        "{prog} {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// A free TCP port on 127.0.0.1.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -107,20 +221,31 @@ impl Agent {
 
     /// [`Agent::start`] with extra environment variables (e.g. `KUBECONFIG`, `NODE_NAME`).
     pub fn start_with_env(args: &[String], env: &[(&str, &str)]) -> Agent {
+        Agent::launch(args, env, None)
+    }
+
+    /// [`Agent::start`] in network namespace `ns`, as in a pod without the host's network.
+    pub fn start_in(ns: &NetNs, args: &[String]) -> Agent {
+        Agent::launch(args, &[], Some(ns))
+    }
+
+    fn launch(args: &[String], env: &[(&str, &str)], ns: Option<&NetNs>) -> Agent {
         let dir = tempfile::tempdir().expect("tempdir");
         let out = dir.path().join("records.jsonl");
         let stderr = dir.path().join("stderr.log");
-        let child = Command::new(bin())
-            .arg("run")
+        let mut cmd = Command::new(bin());
+        cmd.arg("run")
             .args(["--format", "jsonl", "--output"])
             .arg(&out)
             .args(args)
             .env("WIRELENS_LOG", "info")
             .envs(env.iter().copied())
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&stderr).expect("stderr file"))
-            .spawn()
-            .expect("starting wirelens run");
+            .stderr(std::fs::File::create(&stderr).expect("stderr file"));
+        if let Some(ns) = ns {
+            ns.enter(&mut cmd);
+        }
+        let child = cmd.spawn().expect("starting wirelens run");
         let proc = Proc {
             child,
             name: "wirelens".into(),
