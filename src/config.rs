@@ -453,6 +453,7 @@ filters:
     pod: []
     namespace: []
     labels: {app: "^(cart|orders)$"}
+    namespace_labels: {}
     annotations: {}
     env: {DEPLOY_ENV: "^prod$"}
     netns: []

@@ -180,7 +180,7 @@ pub fn run(
     let mtime = |p: &PathBuf| std::fs::metadata(p).and_then(|m| m.modified()).ok();
     let mut seen: Option<SystemTime> = watch.as_ref().and_then(mtime);
     let mut last_check = Instant::now();
-    let mut pods_seen = crate::k8s::pod_generation();
+    let mut k8s_seen = crate::k8s::filter_generation();
     loop {
         let msg = match rx.recv_timeout(Duration::from_millis(500)) {
             Ok(m) => Some(m),
@@ -217,20 +217,23 @@ pub fn run(
                 }
             }
         }
-        // Pods came, went or changed: decide processes and cgroups again with the same
-        // policy (only filters can name pods).
-        let pods_now = crate::k8s::pod_generation();
-        if pods_now != pods_seen {
-            pods_seen = pods_now;
+        // Pods came, went or changed, or a namespace's labels did: decide processes and
+        // cgroups again with the same policy (only filters can name pods).
+        let k8s_now = crate::k8s::filter_generation();
+        if k8s_now != k8s_seen {
+            k8s_seen = k8s_now;
             if matches!(policy.mode, Mode::Select(_)) && !reload {
                 match apply(&maps, &policy) {
                     Ok(done) => tracing::debug!(
                         kept = done.kept,
                         dropped = done.dropped,
                         cgroups = done.cgroups,
-                        "pods changed; filters applied again"
+                        "pods or namespace labels changed; filters applied again"
                     ),
-                    Err(e) => tracing::warn!(error = %e, "applying the filters after a pod change"),
+                    Err(e) => tracing::warn!(
+                        error = %e,
+                        "applying the filters after a pod or namespace change"
+                    ),
                 }
             }
         }

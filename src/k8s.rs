@@ -300,9 +300,11 @@ pub fn render_health(rows: &[KindRow], out: &mut String) {
     }
 }
 
-/// Bumped when pods change: filters that use Kubernetes keys decide again.
-pub fn pod_generation() -> Option<u64> {
-    K8S.get().map(|k| k.enricher.meta.read().pod_generation())
+/// Bumped when pods change or a namespace's labels do: filters that use Kubernetes keys
+/// decide again.
+pub fn filter_generation() -> Option<u64> {
+    K8S.get()
+        .map(|k| k.enricher.meta.read().filter_generation())
 }
 
 /// Forget what the cgroup of `pid` said (it exec'd: it may be another program now).
@@ -326,6 +328,10 @@ fn fill(store: &wirelens_k8s::meta::Store, id: &CgroupIdentity, s: &mut Subject)
     s.pod = Some(pod.name.clone());
     s.namespace = Some(pod.namespace.clone());
     s.labels = pod.labels.clone();
+    s.namespace_labels = store
+        .namespace_labels(&pod.namespace)
+        .cloned()
+        .unwrap_or_default();
     s.annotations = pod.annotations.clone();
     s.container = id
         .container
@@ -334,8 +340,8 @@ fn fill(store: &wirelens_k8s::meta::Store, id: &CgroupIdentity, s: &mut Subject)
         .map(|c| c.name.clone());
 }
 
-/// Fills the Kubernetes facts of a process (pod, namespace, labels, annotations,
-/// container) for the filters.
+/// Fills the Kubernetes facts of a process (pod, namespace, labels, namespace labels,
+/// annotations, container) for the filters.
 pub fn fill_subject(pid: u32, s: &mut Subject) {
     let Some(k) = K8S.get() else { return };
     if let Some(id) = k.enricher.cgroup_of(pid) {

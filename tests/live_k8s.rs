@@ -93,6 +93,7 @@ struct TestPod {
     replicaset: String,
     pod: String,
     app: String,
+    namespace: String,
 }
 
 impl TestPod {
@@ -105,16 +106,27 @@ impl TestPod {
             replicaset: format!("{deployment}-5d8f7c9b6a"),
             pod: format!("{deployment}-5d8f7c9b6a-x{n}"),
             app: app.into(),
+            namespace: "shop".into(),
         }
+    }
+
+    /// The same pod in namespace `ns` (the test applies that Namespace).
+    fn in_namespace(mut self, ns: &str) -> TestPod {
+        self.namespace = ns.into();
+        self
     }
 
     fn objects(&self, n: u8) -> Vec<Value> {
         let d_uid = format!("d0000000-0000-4000-8000-{:012x}", n);
         vec![
-            o::deployment("shop", &self.deployment, &d_uid),
-            o::replicaset("shop", &self.replicaset, Some((&self.deployment, &d_uid))),
+            o::deployment(&self.namespace, &self.deployment, &d_uid),
+            o::replicaset(
+                &self.namespace,
+                &self.replicaset,
+                Some((&self.deployment, &d_uid)),
+            ),
             o::pod(
-                "shop",
+                &self.namespace,
                 &self.pod,
                 &self.uid,
                 NODE,
@@ -136,7 +148,7 @@ impl TestPod {
 
     fn expected_k8s(&self) -> Value {
         json!({
-            "namespace": "shop",
+            "namespace": self.namespace,
             "pod": self.pod,
             "pod_uid": self.uid,
             "container": "web",
@@ -356,6 +368,83 @@ fn root_k8s_label_selector_keeps_a_pods_traffic_in_the_kernel() {
     // Only the kept server's connections reached user space, one per request: the
     // storefront's and every client side never left the kernel.
     assert_eq!(counter(&stderr, "conns"), REQUESTS as u64, "{stderr}");
+}
+
+/// The `namespace_labels` key selects pods by their namespace's labels, and decisions follow
+/// a namespace relabelled while the agent runs: its pods' servers, kept until then, are dropped
+/// in the kernel from then on.
+#[test]
+fn root_k8s_namespace_labels_select_pods_and_follow_a_relabel() {
+    if !root_tests_enabled() {
+        return;
+    }
+    let _g = LIVE.lock().unwrap_or_else(|e| e.into_inner());
+    let web = TestPod::new(6, "web", "storefront");
+    let admin = TestPod::new(7, "admin", "backoffice").in_namespace("back");
+    let cg_web = PodCgroup::new(&web.uid, &web.container_id);
+    let cg_admin = PodCgroup::new(&admin.uid, &admin.container_id);
+    let (p_web, p_admin) = (free_port(), free_port());
+    let _s_web = server_in(&cg_web.leaf, p_web);
+    let _s_admin = server_in(&cg_admin.leaf, p_admin);
+    wait_for_port(p_web);
+    wait_for_port(p_admin);
+    // Namespace `shop` is labelled team=web by the cluster; `back` team=ops.
+    let cluster = Cluster::new(&[(&web, 6)]);
+    cluster
+        .api
+        .apply(o::namespace("back", &[("team", "ops")]))
+        .expect("ns");
+    for obj in admin.objects(7) {
+        cluster.api.apply(obj).expect("object");
+    }
+    let cfg = cluster.dir.path().join("wirelens.yaml");
+    std::fs::write(
+        &cfg,
+        "filters:\n  include:\n    cgroup: [\"kubepods\"]\n  exclude:\n    \
+         namespace_labels: {team: \"^web$\"}\n  undecided: drop\n",
+    )
+    .expect("config");
+    // The filter control's debug lines say when decisions were made again.
+    let agent = Agent::start_with_env(
+        &["--config".into(), cfg.display().to_string()],
+        &[
+            ("KUBECONFIG", &cluster.kubeconfig),
+            ("NODE_NAME", NODE),
+            ("WIRELENS_LOG", "info,wirelens::filter_ctl=debug"),
+        ],
+    );
+    const AGAIN: &str = "filters applied again";
+    let log = || std::fs::read_to_string(&agent.stderr).unwrap_or_default();
+    send(p_web, "excluded");
+    send(p_admin, "kept");
+    let before = log().matches(AGAIN).count();
+    cluster
+        .api
+        .apply(o::namespace("back", &[("team", "web")]))
+        .expect("relabel");
+    let start = std::time::Instant::now();
+    while log().matches(AGAIN).count() == before {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the filters were not applied again within 10 s of the relabel:\n{}",
+            log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    send(p_admin, "relabelled");
+    let (records, stderr) = agent.stop();
+    assert_eq!(served_on(&records, p_web).len(), 0, "{stderr}");
+    let kept = served_on(&records, p_admin);
+    let paths: Vec<&str> = kept
+        .iter()
+        .filter_map(|r| r["request"]["path"].as_str())
+        .collect();
+    let want: Vec<String> = (0..REQUESTS).map(|i| format!("/kept-{i}")).collect();
+    assert_eq!(paths, want, "{stderr}");
+    for r in &kept {
+        assert_eq!(r["k8s"], admin.expected_k8s(), "{r}");
+    }
+    assert_eq!(records.len(), REQUESTS, "nothing else is kept: {records:?}");
 }
 
 #[test]

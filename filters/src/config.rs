@@ -60,6 +60,8 @@ pub struct SelectorConfig {
     pub namespace: Vec<String>,
     /// Pod labels: key -> regex of the value.
     pub labels: BTreeMap<String, String>,
+    /// Labels of the pod's namespace: key -> regex of the value.
+    pub namespace_labels: BTreeMap<String, String>,
     /// Pod annotations: key -> regex of the value.
     pub annotations: BTreeMap<String, String>,
     /// Environment variables of the process: name -> regex of the value.

@@ -19,6 +19,8 @@ pub struct Subject {
     pub pod: Option<String>,
     pub namespace: Option<String>,
     pub labels: BTreeMap<String, String>,
+    /// The labels of the pod's namespace.
+    pub namespace_labels: BTreeMap<String, String>,
     pub annotations: BTreeMap<String, String>,
     pub env: BTreeMap<String, String>,
     pub netns: Option<u64>,
@@ -41,6 +43,7 @@ pub struct Selector {
     pod: Option<RegexSet>,
     namespace: Option<RegexSet>,
     labels: Vec<(String, Regex)>,
+    namespace_labels: Vec<(String, Regex)>,
     annotations: Vec<(String, Regex)>,
     env: Vec<(String, Regex)>,
     netns: Vec<u64>,
@@ -118,6 +121,7 @@ impl Selector {
             pod: set(&format!("{field}.pod"), &c.pod)?,
             namespace: set(&format!("{field}.namespace"), &c.namespace)?,
             labels: map(&format!("{field}.labels"), &c.labels)?,
+            namespace_labels: map(&format!("{field}.namespace_labels"), &c.namespace_labels)?,
             annotations: map(&format!("{field}.annotations"), &c.annotations)?,
             env: map(&format!("{field}.env"), &c.env)?,
             netns: ns(&format!("{field}.netns"), &c.netns, resolve)?,
@@ -134,6 +138,7 @@ impl Selector {
             && self.pod.is_none()
             && self.namespace.is_none()
             && self.labels.is_empty()
+            && self.namespace_labels.is_empty()
             && self.annotations.is_empty()
             && self.env.is_empty()
             && self.netns.is_empty()
@@ -166,6 +171,7 @@ impl Selector {
             && one(&self.pod, s.pod.as_deref())
             && one(&self.namespace, s.namespace.as_deref())
             && each(&self.labels, &s.labels)
+            && each(&self.namespace_labels, &s.namespace_labels)
             && each(&self.annotations, &s.annotations)
             && each(&self.env, &s.env)
             && inode(&self.netns, s.netns)
@@ -178,8 +184,8 @@ impl Selector {
     }
 
     /// True when only properties shared by every process of a cgroup are used (cgroup,
-    /// container, pod, namespace, labels, annotations): then a cgroup can be decided as a
-    /// whole.
+    /// container, pod, namespace, labels, namespace labels, annotations): then a cgroup can
+    /// be decided as a whole.
     pub fn per_cgroup(&self) -> bool {
         self.cmdline.is_none()
             && self.exe.is_none()
@@ -319,6 +325,39 @@ mod tests {
         let mut s = proc("nginx -g daemon off;");
         s.labels.insert("app".into(), "cart".into());
         assert_eq!(f.decide(&s), Decision::Keep);
+    }
+
+    /// Namespace labels are the namespace's, not the pod's: a pod label of the same key
+    /// does not stand in for one. Per cgroup, like the other Kubernetes keys.
+    #[test]
+    fn namespace_labels_are_the_namespaces_own() {
+        let mut ns_labels = BTreeMap::new();
+        ns_labels.insert("team".to_string(), "^payments$".to_string());
+        let f = filters(
+            SelectorConfig::default(),
+            SelectorConfig {
+                namespace_labels: ns_labels,
+                ..Default::default()
+            },
+        );
+        assert!(f.per_cgroup());
+        let mut s = proc("api");
+        assert_eq!(
+            f.decide(&s),
+            Decision::Keep,
+            "outside a pod: no namespace labels"
+        );
+        s.labels.insert("team".into(), "payments".into());
+        assert_eq!(
+            f.decide(&s),
+            Decision::Keep,
+            "a pod label is not the namespace's"
+        );
+        s.namespace_labels.insert("team".into(), "payments".into());
+        assert_eq!(f.decide(&s), Decision::Drop);
+        s.namespace_labels
+            .insert("team".into(), "payments-eu".into());
+        assert_eq!(f.decide(&s), Decision::Keep, "anchored");
     }
 
     #[test]

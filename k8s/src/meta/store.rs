@@ -161,8 +161,9 @@ pub struct Store {
     pod_by_ip: HashMap<IpAddr, Key>,
     service_by_ip: HashMap<IpAddr, Key>,
     endpoint_by_ip: HashMap<IpAddr, Key>,
-    /// Bumped whenever a pod is added, changed or purged: filters decide again.
-    pod_generation: u64,
+    /// Bumped whenever a pod is added, changed or purged, or a namespace's labels change:
+    /// filters decide again.
+    filter_generation: u64,
     /// Bumped whenever any object is added, changed or purged: identities and peers may
     /// answer differently.
     generation: u64,
@@ -183,7 +184,7 @@ impl Store {
             pod_by_ip: HashMap::new(),
             service_by_ip: HashMap::new(),
             endpoint_by_ip: HashMap::new(),
-            pod_generation: 0,
+            filter_generation: 0,
             generation: 0,
         }
     }
@@ -212,12 +213,19 @@ impl Store {
                 deleted_at: None,
             },
         );
+        let relabelled = match (&obj, old.as_ref().map(|o| &o.obj)) {
+            (Object::Namespace { labels, .. }, Some(Object::Namespace { labels: was, .. })) => {
+                labels != was
+            }
+            (Object::Namespace { .. }, _) => true,
+            _ => false,
+        };
         if let Some(old) = old {
             self.unindex(&old.obj, &key);
         }
         self.index(&obj, &key);
-        if kind == ObjKind::Pod {
-            self.pod_generation += 1;
+        if kind == ObjKind::Pod || relabelled {
+            self.filter_generation += 1;
         }
         self.generation += 1;
         true
@@ -267,8 +275,8 @@ impl Store {
                 if let Some(e) = table.entries.remove(&key) {
                     table.stats.purged += 1;
                     self.unindex(&e.obj, &key);
-                    if kind == ObjKind::Pod {
-                        self.pod_generation += 1;
+                    if kind == ObjKind::Pod || kind == ObjKind::Namespace {
+                        self.filter_generation += 1;
                     }
                     self.generation += 1;
                 }
@@ -426,9 +434,10 @@ impl Store {
         }
     }
 
-    /// Bumped whenever the set of pods or a pod's metadata changes.
-    pub fn pod_generation(&self) -> u64 {
-        self.pod_generation
+    /// Bumped whenever the set of pods or a pod's metadata changes, or a namespace comes,
+    /// goes or is labelled anew: what filters on Kubernetes keys decide may change.
+    pub fn filter_generation(&self) -> u64 {
+        self.filter_generation
     }
 
     /// Bumped whenever any object is added, changed or purged, so whatever was worked out
@@ -530,6 +539,53 @@ mod tests {
         s.apply(pod("new", "2", "10.0.0.1"), t + grace);
         s.purge(t + grace * 3);
         assert_eq!(s.stats(ObjKind::Pod).objects, 1);
+    }
+
+    /// Filters decide again when a pod changes or a namespace's labels do; not when a
+    /// namespace is sent again unchanged (a watch's resync) nor for other kinds.
+    #[test]
+    fn the_filter_generation_follows_pods_and_namespace_labels() {
+        let t = Instant::now();
+        let grace = Duration::from_secs(5);
+        let mut s = Store::new(grace, 10);
+        let ns = |team: &str| Object::Namespace {
+            name: "shop".into(),
+            labels: [("team".to_string(), team.to_string())].into(),
+        };
+        let g0 = s.filter_generation();
+        s.apply(ns("web"), t);
+        let g1 = s.filter_generation();
+        assert!(g1 > g0, "a namespace added");
+        s.apply(ns("web"), t);
+        assert_eq!(s.filter_generation(), g1, "the same labels again");
+        assert_eq!(
+            s.namespace_labels("shop").and_then(|l| l.get("team")),
+            Some(&"web".to_string())
+        );
+        s.apply(ns("ops"), t);
+        let g2 = s.filter_generation();
+        assert!(g2 > g1, "relabelled");
+        s.apply(
+            Object::Service {
+                namespace: "shop".into(),
+                name: "web".into(),
+                cluster_ips: vec![],
+            },
+            t,
+        );
+        assert_eq!(s.filter_generation(), g2, "a Service names no process");
+        s.apply(pod("a", "1", "10.0.0.1"), t);
+        let g3 = s.filter_generation();
+        assert!(g3 > g2, "a pod added");
+        s.delete(ObjKind::Namespace, &(String::new(), "shop".into()), t);
+        assert_eq!(
+            s.filter_generation(),
+            g3,
+            "a deleted namespace still serves"
+        );
+        s.purge(t + grace);
+        assert!(s.filter_generation() > g3, "purged");
+        assert_eq!(s.namespace_labels("shop"), None);
     }
 
     #[test]
