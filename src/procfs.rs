@@ -37,12 +37,8 @@ pub fn subject(pid: u32, with_env: bool) -> Option<Subject> {
     let exe = std::fs::read_link(base.join("exe"))
         .map(|p| p.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let cgroup = std::fs::read_to_string(base.join("cgroup"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("0::").map(str::to_string))
-        })
+    let cgroup = proc_cgroup(pid)
+        .map(|p| host_cgroup_path(&p))
         .unwrap_or_default();
     let env = if with_env {
         std::fs::read(base.join("environ"))
@@ -71,6 +67,102 @@ pub fn subject(pid: u32, with_env: bool) -> Option<Subject> {
     };
     crate::k8s::fill_subject(pid, &mut s);
     Some(s)
+}
+
+/// The cgroup v2 path of `pid` as `/proc/PID/cgroup` shows it: relative to the reader's
+/// cgroup namespace root.
+fn proc_cgroup(pid: u32) -> Option<String> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("0::").map(str::to_string))
+}
+
+/// A cgroup path read from `/proc/PID/cgroup`, named as the mounted cgroup tree names it
+/// (the names [`cgroups`] gives, and the ones users write in the `cgroup` filter key).
+///
+/// They differ when the agent runs in a cgroup namespace of its own (a container's, the
+/// default on cgroup v2) with the host's tree mounted (the DaemonSet mounts it): `/proc`
+/// then shows paths from the namespace's root, `/../../kubepods.slice/...` for a pod beside
+/// the agent's, `/` for the agent's own cgroup.
+pub fn host_cgroup_path(path: &str) -> String {
+    match cgroupns_root() {
+        Some(root) => join_cgroup_path(root, path),
+        None => path.to_string(),
+    }
+}
+
+/// `rel` (from `/proc/PID/cgroup`, which may climb with `..`) under `root`, normalised.
+fn join_cgroup_path(root: &str, rel: &str) -> String {
+    let mut parts: Vec<&str> = root.split('/').filter(|s| !s.is_empty()).collect();
+    for seg in rel.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            s => parts.push(s),
+        }
+    }
+    format!("/{}", parts.join("/"))
+}
+
+/// Where the agent's cgroup namespace is rooted in the mounted cgroup tree; `None` when the
+/// agent shares pid 1's cgroup namespace (nothing to translate), or when the root is not in
+/// the mounted tree (a mount of the namespace's own view: paths already agree). Found once.
+fn cgroupns_root() -> Option<&'static str> {
+    static ROOT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    ROOT.get_or_init(|| {
+        // pid 1, the host's init, is outside a namespace of the agent's own: seen from in
+        // there its path climbs with `..`, once per level the namespace's root is deep. (Its
+        // /proc/1/ns/cgroup link is not always readable, even as root; this file is.)
+        let depth = proc_cgroup(1)?
+            .split('/')
+            .skip(1)
+            .take_while(|s| *s == "..")
+            .count();
+        if depth == 0 {
+            return None;
+        }
+        let found = find_cgroupns_root(depth);
+        match &found {
+            Some(root) => tracing::info!(
+                root = %root,
+                "in a cgroup namespace of its own: cgroup paths are named from the host's tree"
+            ),
+            None => tracing::info!(
+                "in a cgroup namespace of its own, without the host's cgroup tree mounted: \
+                 cgroup paths are named from this namespace's root"
+            ),
+        }
+        found
+    })
+    .as_deref()
+}
+
+/// Of the directories `depth` deep in the mounted tree, the one under which this process's
+/// own cgroup (as its namespace names it) holds this process.
+fn find_cgroupns_root(depth: usize) -> Option<String> {
+    let own = proc_cgroup(std::process::id())?;
+    let me = std::process::id().to_string();
+    let root = cgroup2_root()?;
+    let mut level = vec![root.clone()];
+    for _ in 0..depth {
+        level = level
+            .iter()
+            .filter_map(|d| std::fs::read_dir(d).ok())
+            .flat_map(|entries| entries.flatten())
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .map(|e| e.path())
+            .collect();
+    }
+    level.into_iter().find_map(|d| {
+        let procs = d.join(own.trim_start_matches('/')).join("cgroup.procs");
+        let procs = std::fs::read_to_string(procs).ok()?;
+        procs.lines().any(|l| l == me).then(|| {
+            let rel = d.strip_prefix(&root).unwrap_or(&d);
+            format!("/{}", rel.to_string_lossy())
+        })
+    })
 }
 
 /// Where the cgroup v2 hierarchy is mounted: /sys/fs/cgroup (unified) or
@@ -173,6 +265,25 @@ fn canonical(a: SocketAddr) -> SocketAddr {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Paths read through a cgroup namespace are placed under its root; `..` climbs.
+    #[test]
+    fn cgroup_paths_join_under_the_namespace_root() {
+        let root = "/kubepods.slice/kubepods-burstable.slice/pod1.slice/cri-containerd-a.scope";
+        assert_eq!(join_cgroup_path(root, "/"), root);
+        assert_eq!(
+            join_cgroup_path(root, "/../../pod2.slice/cri-containerd-b.scope"),
+            "/kubepods.slice/kubepods-burstable.slice/pod2.slice/cri-containerd-b.scope"
+        );
+        assert_eq!(
+            join_cgroup_path(root, "/../../../../system.slice/nginx.service"),
+            "/system.slice/nginx.service"
+        );
+        assert_eq!(join_cgroup_path(root, "/child"), format!("{root}/child"));
+        // More `..` than the root is deep stops at the top.
+        assert_eq!(join_cgroup_path("/a", "/../../../b"), "/b");
+        assert_eq!(join_cgroup_path("/", "/x/./y/"), "/x/y");
+    }
 
     /// A connection this process made is found from either address pair it has; a pair of
     /// another process's connection, or the reversed pair, is not.

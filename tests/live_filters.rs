@@ -241,31 +241,67 @@ fn root_filters_by_cgroup_decides_whole_cgroups_in_the_kernel() {
     assert_eq!(counter(&stderr, "conns"), 1, "{stderr}");
 }
 
-/// A network namespace made for a test with its loopback up, deleted on drop.
-struct Netns(String);
-
-impl Netns {
-    fn new(name: &str) -> Netns {
-        let ok = Command::new("ip")
-            .args(["netns", "add", name])
-            .status()
-            .expect("ip netns add")
-            .success();
-        assert!(ok, "ip netns add {name}");
-        let ok = Command::new("ip")
-            .args(["-n", name, "link", "set", "lo", "up"])
-            .status()
-            .expect("ip link")
-            .success();
-        assert!(ok, "lo up in {name}");
-        Netns(name.to_string())
+/// The agent in a cgroup namespace of its own, as in a container on cgroup v2, with the
+/// host's cgroup tree mounted (as the DaemonSet mounts it): `/proc/PID/cgroup` shows other
+/// processes' cgroups from the agent's namespace root (`/../keep`), but the `cgroup` key is
+/// written, and matched, as the host's tree names them. One server runs before the agent
+/// (decided from /proc at start), one starts after it (decided at its exec), in each cgroup.
+#[test]
+fn root_filters_by_cgroup_from_a_cgroup_namespace_of_its_own() {
+    if !root_tests_enabled() {
+        return;
     }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    let _g = LIVE.lock().unwrap_or_else(|e| e.into_inner());
+    let top = format!("wl-test-cgns-{}", std::process::id());
+    // Removed last: declared first.
+    let _parent = Cgroup::new(&top);
+    let own = Cgroup::new(&format!("{top}/agent"));
+    let keep = Cgroup::new(&format!("{top}/keep"));
+    let drop_ = Cgroup::new(&format!("{top}/drop"));
+    let dir = tempfile::tempdir().expect("tmp");
+    let cfg = config_file(
+        dir.path(),
+        &format!("filters:\n  include:\n    cgroup: [\"^/{top}/keep$\"]\n  undecided: drop\n"),
+    );
+    let (a1, b1, a2, b2) = (free_port(), free_port(), free_port(), free_port());
+    let _sa1 = keep.http_server(a1);
+    let _sb1 = drop_.http_server(b1);
+    wait_for_port(a1);
+    wait_for_port(b1);
+    // Into its cgroup, then a cgroup namespace rooted there, then the agent (same pid).
+    let enter = format!(
+        "echo $$ > {}/cgroup.procs && exec unshare --cgroup \"$0\" \"$@\"",
+        own.0.display()
+    );
+    let agent = Agent::start_wrapped(
+        &["sh", "-c", &enter],
+        &["--config".into(), cfg.display().to_string()],
+    );
+    let seen = std::fs::read_to_string(format!("/proc/{}/cgroup", agent.proc.pid()))
+        .expect("agent's cgroup");
+    let v2 = seen.lines().find(|l| l.starts_with("0::"));
+    assert_eq!(
+        v2,
+        Some(format!("0::/{top}/agent").as_str()),
+        "seen from the host"
+    );
+    let _sa2 = keep.http_server(a2);
+    let _sb2 = drop_.http_server(b2);
+    wait_for_port(a2);
+    wait_for_port(b2);
+    for port in [a1, b1, a2, b2] {
+        assert_eq!(get(port, "/through-a-cgroup-namespace"), 404);
     }
+    let (records, stderr) = agent.stop();
+    let mut ports = ports_of(&records);
+    ports.sort_unstable();
+    let mut want = vec![u64::from(a1), u64::from(a2)];
+    want.sort_unstable();
+    assert_eq!(ports, want, "{stderr}");
+    assert!(
+        stderr.contains(&format!("root=/{top}/agent")),
+        "the namespace root was found: {stderr}"
+    );
 }
 
 #[test]
@@ -274,10 +310,10 @@ fn root_filters_by_network_namespace() {
         return;
     }
     let _g = LIVE.lock().unwrap_or_else(|e| e.into_inner());
-    let ns = Netns::new(&format!("wltest{}", std::process::id()));
+    let ns = NetNs::new(&format!("wltest{}", std::process::id()));
     let (a, b) = (free_port(), free_port());
     // Server and client of `a` inside the namespace; `b` in the host's namespace.
-    let _sa = http_server(a, "", &["ip", "netns", "exec", &ns.0]);
+    let _sa = http_server(a, "", &["ip", "netns", "exec", &ns.name]);
     let _sb = http_server(b, "", &[]);
     wait_for_port(b);
     let dir = tempfile::tempdir().expect("tmp");
@@ -285,7 +321,7 @@ fn root_filters_by_network_namespace() {
         dir.path(),
         &format!(
             "filters:\n  include:\n    netns: [/var/run/netns/{}]\n",
-            ns.0
+            ns.name
         ),
     );
     let agent = Agent::start(&["--config".into(), cfg.display().to_string()]);
@@ -295,7 +331,7 @@ fn root_filters_by_network_namespace() {
             .args([
                 "netns",
                 "exec",
-                &ns.0,
+                &ns.name,
                 "curl",
                 "-s",
                 "-o",

@@ -221,19 +221,37 @@ impl Agent {
 
     /// [`Agent::start`] with extra environment variables (e.g. `KUBECONFIG`, `NODE_NAME`).
     pub fn start_with_env(args: &[String], env: &[(&str, &str)]) -> Agent {
-        Agent::launch(args, env, None)
+        Agent::launch(&[], args, env, None)
     }
 
     /// [`Agent::start`] in network namespace `ns`, as in a pod without the host's network.
     pub fn start_in(ns: &NetNs, args: &[String]) -> Agent {
-        Agent::launch(args, &[], Some(ns))
+        Agent::launch(&[], args, &[], Some(ns))
     }
 
-    fn launch(args: &[String], env: &[(&str, &str)], ns: Option<&NetNs>) -> Agent {
+    /// [`Agent::start`] through `wrapper`, a command that ends by exec'ing the agent's path
+    /// and arguments, given after it (so the agent keeps the wrapper's pid).
+    pub fn start_wrapped(wrapper: &[&str], args: &[String]) -> Agent {
+        Agent::launch(wrapper, args, &[], None)
+    }
+
+    fn launch(
+        wrapper: &[&str],
+        args: &[String],
+        env: &[(&str, &str)],
+        ns: Option<&NetNs>,
+    ) -> Agent {
         let dir = tempfile::tempdir().expect("tempdir");
         let out = dir.path().join("records.jsonl");
         let stderr = dir.path().join("stderr.log");
-        let mut cmd = Command::new(bin());
+        let mut cmd = match wrapper.split_first() {
+            Some((prog, rest)) => {
+                let mut c = Command::new(prog);
+                c.args(rest).arg(bin());
+                c
+            }
+            None => Command::new(bin()),
+        };
         cmd.arg("run")
             .args(["--format", "jsonl", "--output"])
             .arg(&out)
