@@ -239,6 +239,64 @@ impl Config {
 }
 
 impl Config {
+    /// The keys that differ between `self`, the file as the agent started with it, and
+    /// `next`, the file as a reload reads it, among those a reload does not apply (all but
+    /// `filters` and `pids`): they take effect at the next start, and the log says so.
+    pub fn start_only_changes(&self, next: &Config) -> Vec<&'static str> {
+        // Destructured so that a new key must be placed here, reloaded or not.
+        let Config {
+            capture_bytes,
+            pids: _,
+            format,
+            output,
+            filters: _,
+            request_timeout_ms,
+            idle_timeout_ms,
+            max_connections,
+            ring_buffer_bytes,
+            wakeup_bytes,
+            drain_interval_ms,
+            stats_interval_s,
+            aggregation,
+            metrics_addr,
+            otlp,
+            kubernetes,
+        } = self;
+        [
+            ("capture_bytes", *capture_bytes != next.capture_bytes),
+            ("format", *format != next.format),
+            ("output", *output != next.output),
+            (
+                "request_timeout_ms",
+                *request_timeout_ms != next.request_timeout_ms,
+            ),
+            ("idle_timeout_ms", *idle_timeout_ms != next.idle_timeout_ms),
+            ("max_connections", *max_connections != next.max_connections),
+            (
+                "ring_buffer_bytes",
+                *ring_buffer_bytes != next.ring_buffer_bytes,
+            ),
+            ("wakeup_bytes", *wakeup_bytes != next.wakeup_bytes),
+            (
+                "drain_interval_ms",
+                *drain_interval_ms != next.drain_interval_ms,
+            ),
+            (
+                "stats_interval_s",
+                *stats_interval_s != next.stats_interval_s,
+            ),
+            ("aggregation", *aggregation != next.aggregation),
+            ("metrics_addr", *metrics_addr != next.metrics_addr),
+            ("otlp", *otlp != next.otlp),
+            ("kubernetes", *kubernetes != next.kubernetes),
+        ]
+        .into_iter()
+        .filter_map(|(key, changed)| changed.then_some(key))
+        .collect()
+    }
+}
+
+impl Config {
     /// `ring_buffer_bytes`, checked: what the kernel accepts for a ring buffer (a power of two
     /// and a multiple of the page size), no larger than [`MAX_RING_BUFFER_BYTES`], and room for
     /// at least two events of the largest size `capture_bytes` allows.
@@ -439,6 +497,26 @@ mod tests {
         assert_eq!(c.build().unwrap().capture.ring_buffer_bytes, 8192);
         let (field, _) = Config::parse("ring_buffer_bytes: -1\n").unwrap_err();
         assert_eq!(field, "ring_buffer_bytes");
+    }
+
+    /// A reload names the keys it leaves for the next start; `filters` and `pids` are its own.
+    #[test]
+    fn start_only_changes_are_named() {
+        let at_start =
+            Config::parse("capture_bytes: 1024\notlp:\n  sampling_ratio: 0.5\n").unwrap();
+        let same = at_start.clone();
+        assert!(at_start.start_only_changes(&same).is_empty());
+        let next = Config::parse(
+            "capture_bytes: 2048\npids: [1]\nfilters:\n  drop_loopback: true\n\
+             aggregation:\n  period_s: 30\notlp:\n  sampling_ratio: 0.5\n",
+        )
+        .unwrap();
+        assert_eq!(
+            at_start.start_only_changes(&next),
+            vec!["capture_bytes", "aggregation"]
+        );
+        let next = Config::parse("capture_bytes: 1024\n").unwrap();
+        assert_eq!(at_start.start_only_changes(&next), vec!["otlp"]);
     }
 
     /// The shape issue #4 documents, as users write it.

@@ -149,6 +149,7 @@ fn run(config: Option<PathBuf>, pids: Vec<u32>, flags: RunFlags) -> anyhow::Resu
         Some(path) => Config::load(path)?,
         None => Config::default(),
     };
+    let at_start = cfg.clone();
     if !pids.is_empty() {
         cfg.pids = pids;
     }
@@ -159,6 +160,14 @@ fn run(config: Option<PathBuf>, pids: Vec<u32>, flags: RunFlags) -> anyhow::Resu
             Some(p) => Config::load(p).map_err(|e| e.to_string())?,
             None => Config::default(),
         };
+        let later = at_start.start_only_changes(&c);
+        if !later.is_empty() {
+            tracing::warn!(
+                keys = %later.join(", "),
+                "changed in the configuration file since start: these keys take effect at the \
+                 next start (a reload applies filters and pids)"
+            );
+        }
         if !cli_pids.is_empty() {
             c.pids = cli_pids.clone();
         }

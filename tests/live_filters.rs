@@ -408,10 +408,18 @@ fn root_filters_reload_switches_over_and_refuses_a_broken_config() {
     let agent = Agent::start(&["--config".into(), cfg.display().to_string()]);
     assert_eq!(get(a, "/phase1"), 404);
     assert_eq!(get(b, "/phase1"), 404);
-    // Switch to b by rewriting the file (noticed by the watcher).
+    // Switch to b by rewriting the file (noticed by the watcher), with two keys a reload
+    // does not apply changed too: the log names them.
     std::thread::sleep(Duration::from_millis(1100)); // a new mtime second on coarse clocks
-    std::fs::write(&cfg, keep_server(b)).expect("rewrite");
+    let later = "capture_bytes: 512\naggregation:\n  period_s: 30\n";
+    std::fs::write(&cfg, keep_server(b) + later).expect("rewrite");
     wait_log(&agent, "configuration reloaded", 1);
+    let log = std::fs::read_to_string(&agent.stderr).unwrap_or_default();
+    assert!(
+        log.contains("keys=capture_bytes, aggregation")
+            && log.contains("take effect at the next start"),
+        "{log}"
+    );
     assert_eq!(get(a, "/phase2"), 404);
     assert_eq!(get(b, "/phase2"), 404);
     // A broken file is refused (SIGHUP also reloads); b stays kept.
