@@ -803,6 +803,39 @@ fn ask_on(s: &mut TcpStream, reader: &mut BufReader<TcpStream>, head: &str) -> (
     (code.expect("status"), String::from_utf8_lossy(&body).into())
 }
 
+/// The test's own requests to the collector (bench/otlp-sink) at `collector`, on one
+/// connection: a POST to an export path (200) and a GET it answers 404; then, once the agent
+/// (`/metrics` on `mport`) has counted 6 events of its own exports, `GET /counts`. Returns the
+/// test's end of the connection, the agent's count, and the sink's counts.
+fn own_exports_seen(
+    collector: impl std::net::ToSocketAddrs,
+    mport: u16,
+) -> (SocketAddr, u64, String) {
+    let mut s = TcpStream::connect(collector).expect("connecting to the collector");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let test_end = s.local_addr().expect("address");
+    let mut reader = BufReader::new(s.try_clone().expect("clone"));
+    assert_eq!(ask_on(&mut s, &mut reader, "POST /v1/metrics").0, 200);
+    assert_eq!(ask_on(&mut s, &mut reader, "GET /nope").0, 404);
+    // The agent exports its metrics every period, and the spans of the requests above.
+    let start = Instant::now();
+    let own = loop {
+        let own = sample(&scrape(mport), "wirelens_own_export_events_total");
+        if own >= 6 {
+            break own;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "only {own} events of the agent's own exports were seen in 20 s"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let (code, counts) = ask_on(&mut s, &mut reader, "GET /counts");
+    assert_eq!(code, 200);
+    (test_end, own, counts)
+}
+
 /// Export requests (traces and metrics) counted by bench/otlp-sink's `GET /counts` answer.
 fn sink_exports(counts: &str) -> u64 {
     let counts: serde_json::Value = serde_json::from_str(counts).expect("counts JSON");
@@ -882,30 +915,7 @@ fn root_otlp_own_exports_at_a_collector_behind_a_service_are_not_reported() {
     );
 
     // The test's requests, from the agent's namespace through the Service address.
-    let (test_end, own, counts) = pod.run(|| {
-        let mut s = TcpStream::connect(service).expect("connecting to the collector");
-        s.set_read_timeout(Some(Duration::from_secs(10)))
-            .expect("timeout");
-        let test_end = s.local_addr().expect("address");
-        let mut reader = BufReader::new(s.try_clone().expect("clone"));
-        assert_eq!(ask_on(&mut s, &mut reader, "POST /v1/metrics").0, 200);
-        assert_eq!(ask_on(&mut s, &mut reader, "GET /nope").0, 404);
-        let start = Instant::now();
-        let own = loop {
-            let own = sample(&scrape(mport), "wirelens_own_export_events_total");
-            if own >= 6 {
-                break own;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "only {own} events of the agent's own exports were seen in 20 s"
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        };
-        let (code, counts) = ask_on(&mut s, &mut reader, "GET /counts");
-        assert_eq!(code, 200);
-        (test_end, own, counts)
-    });
+    let (test_end, own, counts) = pod.run(|| own_exports_seen(service, mport));
     assert_eq!(test_end.ip().to_string(), POD_IP);
     // One POST was the test's.
     assert!(
@@ -993,29 +1003,8 @@ fn root_otlp_own_exports_at_a_local_collector_are_not_reported() {
     ]);
 
     // The test's own requests to the collector, on one connection: these are reported.
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connecting to the collector");
-    s.set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    let test_end = s.local_addr().expect("address").port();
-    let mut reader = BufReader::new(s.try_clone().expect("clone"));
-    let mut ask = |head: &str| ask_on(&mut s, &mut reader, head);
-    assert_eq!(ask("POST /v1/metrics").0, 200);
-    assert_eq!(ask("GET /nope").0, 404);
-    // The agent exports its metrics every period, and the spans of the requests above.
-    let start = Instant::now();
-    let own = loop {
-        let own = sample(&scrape(mport), "wirelens_own_export_events_total");
-        if own >= 6 {
-            break own;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "only {own} events of the agent's own exports were seen in 20 s"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    };
-    let (code, counts) = ask("GET /counts");
-    assert_eq!(code, 200);
+    let (test_end, own, counts) = own_exports_seen(("127.0.0.1", port), mport);
+    let test_end = test_end.port();
     // One POST was the test's.
     assert!(
         sink_exports(&counts) >= 4,
