@@ -85,6 +85,47 @@ fn server_in(cgroup: &Path, port: u16) -> Proc {
     }
 }
 
+/// Pods' containers running on this host: each pod's cgroup with an HTTP server in it,
+/// listening on `ports` (in the pods' order). Dropped: the servers first, then the cgroups.
+struct Running {
+    servers: Vec<Proc>,
+    cgroups: Vec<PodCgroup>,
+    ports: Vec<u16>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.servers.clear();
+        // The last made first: the first pod's cgroup made the parents the others share.
+        while let Some(cg) = self.cgroups.pop() {
+            drop(cg);
+        }
+    }
+}
+
+impl Running {
+    fn start(pods: &[&TestPod]) -> Running {
+        let cgroups: Vec<PodCgroup> = pods
+            .iter()
+            .map(|p| PodCgroup::new(&p.uid, &p.container_id))
+            .collect();
+        let ports: Vec<u16> = pods.iter().map(|_| free_port()).collect();
+        let servers = cgroups
+            .iter()
+            .zip(&ports)
+            .map(|(cg, port)| server_in(&cg.leaf, *port))
+            .collect();
+        for port in &ports {
+            wait_for_port(*port);
+        }
+        Running {
+            servers,
+            cgroups,
+            ports,
+        }
+    }
+}
+
 /// A pod of a Deployment on this node: (uid, container id, pod object, owners).
 struct TestPod {
     uid: String,
@@ -340,13 +381,8 @@ fn root_k8s_label_selector_keeps_a_pods_traffic_in_the_kernel() {
     let _g = LIVE.lock().unwrap_or_else(|e| e.into_inner());
     let web = TestPod::new(2, "web", "storefront");
     let admin = TestPod::new(3, "admin", "backoffice");
-    let cg_web = PodCgroup::new(&web.uid, &web.container_id);
-    let cg_admin = PodCgroup::new(&admin.uid, &admin.container_id);
-    let (p_web, p_admin) = (free_port(), free_port());
-    let _s_web = server_in(&cg_web.leaf, p_web);
-    let _s_admin = server_in(&cg_admin.leaf, p_admin);
-    wait_for_port(p_web);
-    wait_for_port(p_admin);
+    let running = Running::start(&[&web, &admin]);
+    let (p_web, p_admin) = (running.ports[0], running.ports[1]);
     let cluster = Cluster::new(&[(&web, 2), (&admin, 3)]);
     // Only pods' cgroups, minus the storefront: the test's own client (not in a pod) and
     // the storefront server are decided in the kernel. Processes other work on this host
@@ -381,13 +417,8 @@ fn root_k8s_namespace_labels_select_pods_and_follow_a_relabel() {
     let _g = LIVE.lock().unwrap_or_else(|e| e.into_inner());
     let web = TestPod::new(6, "web", "storefront");
     let admin = TestPod::new(7, "admin", "backoffice").in_namespace("back");
-    let cg_web = PodCgroup::new(&web.uid, &web.container_id);
-    let cg_admin = PodCgroup::new(&admin.uid, &admin.container_id);
-    let (p_web, p_admin) = (free_port(), free_port());
-    let _s_web = server_in(&cg_web.leaf, p_web);
-    let _s_admin = server_in(&cg_admin.leaf, p_admin);
-    wait_for_port(p_web);
-    wait_for_port(p_admin);
+    let running = Running::start(&[&web, &admin]);
+    let (p_web, p_admin) = (running.ports[0], running.ports[1]);
     // Namespace `shop` is labelled team=web by the cluster; `back` team=ops.
     let cluster = Cluster::new(&[(&web, 6)]);
     cluster
