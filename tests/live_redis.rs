@@ -378,3 +378,56 @@ fn root_live_redis_pubsub_and_client_reply() {
         "INFO commandstats delta"
     );
 }
+
+#[test]
+fn root_live_redis_cli_reading_stdin_costs_no_unmatched_replies() {
+    // redis-cli reading commands from stdin first asks `COMMAND DOCS` (over 100 kB of
+    // small nested values): the server writes it in calls longer than the capture, so the
+    // reply is cut by gaps where no length is known. The rest of it must not be read as
+    // replies nothing asked for, and the commands after it must pair as sent.
+    if !root_tests_enabled() {
+        return;
+    }
+    let _g = LIVE.lock().unwrap_or_else(|e| e.into_inner());
+    let redis = Redis::start();
+    let agent = Agent::start(&["--pid".to_string(), redis.proc.pid().to_string()]);
+    let mut cli = Command::new(which("redis-cli").expect("redis-cli installed"))
+        .args(["-h", "127.0.0.1", "-p", &redis.port.to_string()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("redis-cli");
+    cli.stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"MULTI\nSET stdin:x 1\nINCR stdin:x\nEXEC\n")
+        .expect("commands to redis-cli");
+    let out = cli.wait_with_output().expect("redis-cli ends");
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .collect::<Vec<_>>(),
+        ["OK", "QUEUED", "QUEUED", "OK", "2"]
+    );
+    let (records, stderr) = agent.stop();
+    let records = redis_records(&records, redis.port);
+    let cmds: Vec<&str> = records.iter().map(|r| command_of(r)).collect();
+    assert_eq!(
+        cmds,
+        ["COMMAND", "MULTI", "SET", "INCR", "EXEC"],
+        "{stderr}"
+    );
+    assert_eq!(records[0]["truncated"], true, "{}", records[0]);
+    assert!(records[1..]
+        .iter()
+        .all(|r| r["truncated"] == false && r["status"] == "ok"));
+    assert_eq!(
+        agent_counter(&stderr, "unmatched_responses"),
+        Some(0),
+        "{stderr}"
+    );
+    // The gaps held only the rest of that one reply: no message was lost in them.
+    assert_eq!(agent_counter(&stderr, "lost_in_gap"), Some(0), "{stderr}");
+    assert_eq!(agent_counter(&stderr, "parse_errors"), Some(0), "{stderr}");
+}

@@ -250,3 +250,42 @@ fn replies_lost_in_a_row_never_pair_later_replies_with_earlier_commands() {
         .collect();
     assert_eq!(paired, vec![("SET".to_string(), 50)], "{out:?}");
 }
+
+/// A reply like `COMMAND DOCS`'s (redis-cli sends it at start): hundreds of kilobytes of
+/// small nested values, which no length prefix lets a gap skip.
+fn nested_reply(entries: usize) -> Vec<u8> {
+    let mut r = format!("*{entries}\r\n").into_bytes();
+    for i in 0..entries {
+        r.extend_from_slice(b"*6\r\n$7\r\nsummary\r\n");
+        r.extend(bulk(&format!("command number {i}")));
+        r.extend_from_slice(b"$5\r\nsince\r\n$5\r\n1.0.0\r\n$5\r\ngroup\r\n:42\r\n");
+    }
+    r
+}
+
+#[test]
+fn the_rest_of_a_reply_cut_by_the_capture_is_not_read_as_replies() {
+    // A client reading the reply 16 KiB at a time, the capture keeping 4 KiB of each read:
+    // every read's first bytes fall inside the reply, where nearly every line is a valid
+    // header. With no other command waiting, none of them is a reply (no unmatched reply),
+    // and the gaps held nothing but the rest of this reply (no message lost): the reply is
+    // reported, truncated. (With another command waiting, `replies_lost_in_a_gap` counts.)
+    let reply = nested_reply(4000);
+    let mut script = vec![p(C, cmd(&["COMMAND", "DOCS"]))];
+    script.extend(snapped(S, &reply, 16384, 4096));
+    let after = script.len() as u64;
+    script.push(p(C, cmd(&["PING"])));
+    script.push(p(S, "+PONG\r\n"));
+    let r = run(&script);
+    assert_eq!(
+        exs(&r),
+        [
+            Ex {
+                truncated: true,
+                ..ok("COMMAND", 1, 10, 20)
+            },
+            ok("PING", 0, 10 * (after + 1), 10 * (after + 2)),
+        ]
+    );
+    assert_eq!(r.stats, ParseStats::default());
+}

@@ -12,7 +12,8 @@
 //! line, whose length cannot be known, the message in progress ends there (what is known of
 //! it is still reported, `truncated`), the loss is counted in `lost_in_gap`, and the framer
 //! resynchronises on the next line that plausibly starts a message
-//! ([`resp::plausible_start`]). Invalid bytes do the same, counted in `parse_errors`.
+//! ([`resp::plausible_start`]), for replies only while one is due
+//! ([`Stitcher::reply_may_come`]). Invalid bytes do the same, counted in `parse_errors`.
 //!
 //! Every decision depends on the stream's bytes and on where its gaps are, never on where
 //! chunks were cut.
@@ -317,7 +318,11 @@ impl Framer {
                 Some(c) => resp::plausible_start(requests, c, fresh),
                 None => requests && resp::plausible_start(true, line, fresh),
             };
-            if !plausible {
+            // After a loss, a reply line is only read as the start of a reply when some
+            // reply is due: the rest of a reply cut by the capture (a large nested one is
+            // mostly valid header lines) would otherwise make one unmatched reply per line.
+            let due = requests || fresh || st.reply_may_come(line.first().copied());
+            if !plausible || !due {
                 self.state = State::Resync;
                 return;
             }
@@ -394,8 +399,12 @@ impl Framer {
                 }
                 State::Line | State::LongLine { resync: false } => {
                     // A line of unknown length: the message in progress (or the next one) is
-                    // cut here, and whatever followed it in the gap is lost.
-                    st.stats.lost_in_gap += 1;
+                    // cut here, and whatever followed it in the gap is lost. A reply cut while
+                    // no other is due had nothing after it to lose: it is reported, truncated.
+                    let alone = self.dir == Dir::Responses && self.started && st.one_reply_due();
+                    if !alone {
+                        st.stats.lost_in_gap += 1;
+                    }
                     self.cut_held();
                     self.partial(ts, st, out);
                     self.lost(ts, st);

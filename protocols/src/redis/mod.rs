@@ -69,9 +69,12 @@ pub struct RedisResponse {
 /// - Uncaptured bytes (`Chunk::missing`) inside a blob are skipped like captured ones and
 ///   mark the exchange `truncated`. Where they hit a line, the message is cut there
 ///   (reported `truncated` when its command name or reply type was read), the loss counts
-///   in `lost_in_gap`, and the direction resynchronises on the next plausible message
-///   start. Lost commands hold their place so that later replies still pair right; replies
-///   lost in a gap leave their commands reported `truncated` without a response.
+///   in `lost_in_gap` (unless it is a reply cut while no other reply was due: the gap held
+///   nothing but its rest), and the direction resynchronises on the next plausible message
+///   start; replies only while some reply is due (a cut reply's rest, which a large nested
+///   reply makes mostly valid header lines, is skipped rather than read as unmatched
+///   replies). Lost commands hold their place so that later replies still pair right;
+///   replies lost in a gap leave their commands reported `truncated` without a response.
 /// - Invalid bytes count one `parse_errors` per resynchronisation.
 /// - At most [`MAX_PENDING`] commands wait on one connection; nesting deeper than
 ///   [`MAX_DEPTH`], header lines longer than [`MAX_LINE`] and inline commands longer than

@@ -201,6 +201,28 @@ impl Stitcher {
         }
     }
 
+    /// Whether a message starting with `first` may come now: a reply some command waits
+    /// for, a confirmation still due, a push, or what a subscribed or monitoring connection
+    /// receives unasked.
+    pub(crate) fn reply_may_come(&self, first: Option<u8>) -> bool {
+        first == Some(b'>')
+            || self.skip > 0
+            || self.tail.is_some()
+            || self.session.subscribed()
+            || self.session.monitor
+            || self.waiting()
+    }
+
+    /// Exactly one reply is due (the one being read) and nothing else may come unasked.
+    pub(crate) fn one_reply_due(&self) -> bool {
+        self.skip == 0
+            && self.tail.is_none()
+            && !self.session.subscribed()
+            && !self.session.monitor
+            && self.pending.len() == 1
+            && self.pending[0].expect == Expect::Reply
+    }
+
     /// Some command waits for a reply.
     fn waiting(&self) -> bool {
         self.pending
