@@ -243,6 +243,32 @@ fn gap_inside_chunk_data_is_absorbed() {
     );
 }
 
+/// A client sending a chunked body one chunk per call (size line, data and CRLF together, as
+/// curl does), each call longer than the capture: every gap ends with the chunk's CRLF, whose
+/// length is known too, so the next call's size line is read in place.
+#[test]
+fn gaps_ending_with_the_chunks_crlf_are_absorbed() {
+    let head = b"POST /up HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n";
+    let data = [b'x'; 100];
+    let s = Script::new()
+        .client(1, head)
+        .push(CLIENT, 2, &cat(&[b"fff4\r\n", &data]), 0xfff4 - 100 + 2)
+        .push(CLIENT, 3, &cat(&[b"86ac\r\n", &data]), 0x86ac - 100 + 2)
+        .client(4, b"0\r\n\r\n")
+        .server(5, &ok(201, "created"));
+    check(
+        &s,
+        &[truncated(done(
+            1,
+            req("POST", "/up", Some("h"), "/up"),
+            5,
+            201,
+            7,
+        ))],
+        clean(),
+    );
+}
+
 #[test]
 fn gap_in_a_body_read_to_close() {
     let s = Script::new()

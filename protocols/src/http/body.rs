@@ -139,19 +139,38 @@ impl Chunked {
         }
     }
 
-    /// `missing` bytes of the body were not captured. Chunk data absorbs them; returns how many
-    /// fell outside chunk data, where the framing is lost.
-    pub(crate) fn gap(&mut self, missing: u64) -> u64 {
-        if self.phase != Phase::Data {
-            return missing;
+    /// `missing` bytes of the body were not captured. Chunk data absorbs them, and so does the
+    /// CRLF that ends it (a sender writing each chunk in one call, longer than the capture,
+    /// leaves a gap that ends there); returns how many fell past that, in a chunk-size or
+    /// trailer line, where the framing is lost.
+    ///
+    /// The CRLF is taken as two bytes: a sender ending data with a bare LF (which `feed`
+    /// accepts) would put the next size line one byte off, and its first byte then breaks the
+    /// coding, a loss counted like any other.
+    pub(crate) fn gap(&mut self, mut missing: u64) -> u64 {
+        if self.phase == Phase::Data {
+            let n = self.left.min(missing);
+            self.left -= n;
+            missing -= n;
+            if self.left == 0 {
+                self.phase = Phase::DataEnd;
+                self.cr = false;
+            }
         }
-        let n = self.left.min(missing);
-        self.left -= n;
-        if self.left == 0 {
-            self.phase = Phase::DataEnd;
-            self.cr = false;
+        if self.phase == Phase::DataEnd && missing > 0 {
+            let end = if self.cr { 1 } else { 2 };
+            if missing >= end {
+                missing -= end;
+                self.phase = Phase::Size;
+                self.left = 0;
+                self.digits = 0;
+                self.line = 0;
+            } else {
+                self.cr = true;
+                missing = 0;
+            }
         }
-        missing - n
+        missing
     }
 }
 
@@ -215,6 +234,30 @@ mod tests {
         assert_eq!(c.total(), 16);
         let mut c = Chunked::new();
         assert_eq!(c.feed(b"4\r\nab"), Feed::More);
-        assert_eq!(c.gap(5), 3);
+        assert_eq!(c.gap(5), 1);
+    }
+
+    #[test]
+    fn gaps_take_the_crlf_after_data() {
+        // Data and its CRLF in the gap: the next size line is read in place.
+        let mut c = Chunked::new();
+        assert_eq!(c.feed(b"4\r\nab"), Feed::More);
+        assert_eq!(c.gap(4), 0);
+        assert_eq!(c.feed(b"0\r\n\r\n"), Feed::Done(5));
+        // The CR captured, the LF in the gap; or the CR in one gap and the LF in the next.
+        let mut c = Chunked::new();
+        assert_eq!(c.feed(b"2\r\nab\r"), Feed::More);
+        assert_eq!(c.gap(1), 0);
+        assert_eq!(c.feed(b"0\r\n\r\n"), Feed::Done(5));
+        let mut c = Chunked::new();
+        assert_eq!(c.feed(b"2\r\na"), Feed::More);
+        assert_eq!(c.gap(2), 0);
+        assert_eq!(c.gap(1), 0);
+        assert_eq!(c.feed(b"1\r\nz\r\n0\r\n\r\n"), Feed::Done(11));
+        assert_eq!(c.total(), 3);
+        // Past the CRLF: the bytes in the next size line are lost.
+        let mut c = Chunked::new();
+        assert_eq!(c.feed(b"2\r\na"), Feed::More);
+        assert_eq!(c.gap(6), 3);
     }
 }

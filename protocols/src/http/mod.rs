@@ -82,8 +82,9 @@ pub struct HttpResponse {
 ///   skipped), none for HEAD/1xx/204/304, to the close of the connection otherwise.
 /// - Interim 1xx responses are skipped (RFC 9110 section 15.2); 101 Switching Protocols and a
 ///   2xx answer to CONNECT end HTTP parsing on the connection.
-/// - Uncaptured bytes (`Chunk::missing`) inside a body are skipped like captured ones and mark
-///   the exchange `truncated`. Where they hit a head, a chunk-size line or trailers, the
+/// - Uncaptured bytes (`Chunk::missing`) inside a body (chunk data and the CRLF after it
+///   included) are skipped like captured ones and mark the exchange `truncated`. Where they
+///   hit a head, a chunk-size line or trailers, the
 ///   message boundary is lost: counted in `lost_in_gap`, and the direction resynchronises at
 ///   the next request-line or status-line. A head cut that way still yields what it tells
 ///   (method and target, status) as a truncated exchange.
