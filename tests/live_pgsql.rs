@@ -176,20 +176,19 @@ fn command(q: &str) -> String {
 /// it, a prefix of it with `truncated`), kind, error and SQLSTATE, message, rows, and a
 /// latency within the client's own measure. `optional`: exchanges that may be missing (their
 /// response's end was not captured).
-fn assert_exchanges(records: &[&Value], exchanges: &[Value], optional: &dyn Fn(&Value) -> bool) {
+/// Every exchange the client made has its record, in order, with its kind, status, error,
+/// rows and a latency within the client's. `may_be_cut`: exchanges whose result may be
+/// reported cut short instead (its end lost in the capture's gaps: `truncated`, rows unknown).
+fn assert_exchanges(records: &[&Value], exchanges: &[Value], may_be_cut: &dyn Fn(&Value) -> bool) {
     let mut k = 0;
     for (i, e) in exchanges.iter().enumerate() {
         let q = e["query"].as_str().unwrap_or("");
         let Some(r) = records.get(k) else {
-            assert!(optional(e), "exchange {i} ({q:?}) has no record");
-            continue;
+            panic!("exchange {i} ({q:?}) has no record");
         };
         let rq = text(r, &["request", "query"]);
         let truncated = r["truncated"] == true;
         let same = rq == q || (truncated && !rq.is_empty() && q.starts_with(rq));
-        if !same && optional(e) {
-            continue;
-        }
         assert!(same, "record {k}: query {rq:?}, exchange {i} sent {q:?}");
         assert_eq!(r["request"]["kind"], e["kind"], "record {k} ({q:?}): kind");
         let code = e["error"].as_str();
@@ -211,11 +210,14 @@ fn assert_exchanges(records: &[&Value], exchanges: &[Value], optional: &dyn Fn(&
         if let Some(m) = e["message"].as_str() {
             assert_eq!(text(r, &["response", "message"]), m, "record {k}: message");
         }
-        assert_eq!(
-            r["response"]["rows"].as_u64(),
-            e["rows"].as_u64(),
-            "record {k} ({q:?}): rows"
-        );
+        let cut = truncated && r["response"]["rows"].is_null() && may_be_cut(e);
+        if !cut {
+            assert_eq!(
+                r["response"]["rows"].as_u64(),
+                e["rows"].as_u64(),
+                "record {k} ({q:?}): rows"
+            );
+        }
         let l = r["latency_ns"].as_u64().expect("latency");
         let c = e["client_elapsed_ns"].as_u64().expect("client time");
         assert!(
@@ -352,7 +354,8 @@ fn root_pgsql_misc_and_cancel() {
 fn root_pgsql_large_results_keep_pairing() {
     // The kernel copies 4096 bytes of each call: long statements are cut (truncated), the
     // 2000-row result loses boundaries in every 8 KiB write; every other exchange must still
-    // pair exactly, the large one either exactly or not at all.
+    // pair exactly, the large one with its row count, or cut short when its end was not
+    // captured (truncated, rows unknown), and none counted lost.
     if !root_tests_enabled() {
         return;
     }
@@ -362,22 +365,32 @@ fn root_pgsql_large_results_keep_pairing() {
     let pid = client.backend_pid;
     let agent = Agent::start(&pid_args(&[pid]));
     let doc = client.run();
-    let (records, _) = agent.stop();
+    let (records, stderr) = agent.stop();
     let recs = server_records(&records, pg.port);
     assert_backend(&recs, pid);
     let exchanges = doc["exchanges"].as_array().expect("exchanges");
     assert_exchanges(&recs, exchanges, &|e| e["rows"].as_u64() == Some(2000));
-    assert!(recs.len() >= exchanges.len() - 1);
     let cut = recs.iter().filter(|r| r["truncated"] == true).count();
+    let big = recs
+        .iter()
+        .find(|r| r["truncated"] == true && r["response"]["rows"].is_null());
     eprintln!(
         "{} records of {} exchanges, {cut} truncated; the 2000-row result {}",
         recs.len(),
         exchanges.len(),
-        if recs.len() == exchanges.len() {
-            "reported"
+        if big.is_some() {
+            "cut short (end not captured)"
         } else {
-            "not reported (end not captured)"
+            "with its row count"
         }
+    );
+    // One loss: the headers of Bind..Sync that follow the cut Parse of the long extended
+    // batch (written at once). The large result's gaps held nothing but its own rest.
+    assert_eq!(agent_counter(&stderr, "lost_in_gap"), Some(1), "{stderr}");
+    assert_eq!(
+        agent_counter(&stderr, "unmatched_responses"),
+        Some(0),
+        "{stderr}"
     );
     assert!(
         cut >= 2,
@@ -555,4 +568,69 @@ fn root_pgsql_pairing_survives_ring_buffer_losses() {
         .collect();
     let note = format!("; lost_in_gap={:?}", agent_counter(&stderr, "lost_in_gap"));
     drill::assert_none_mispaired("PostgreSQL", &burst, &note);
+}
+
+#[test]
+fn root_pgsql_a_result_longer_than_the_capture_is_reported_at_the_client() {
+    // psql reads a 2.5 MB result 16 KiB at a time, the capture keeps 4 KiB of each read:
+    // most message boundaries fall in gaps, and its end (CommandComplete, ReadyForQuery)
+    // may too. The query is still reported once (with its row count, or cut short: rows
+    // unknown), and the gaps, which held nothing but the rest of that one result, count no
+    // loss.
+    if !root_tests_enabled() {
+        return;
+    }
+    let _g = LIVE.lock().unwrap_or_else(|e| e.into_inner());
+    let pg = Pg::start();
+    pg.sql(
+        "fx",
+        "CREATE TABLE wide AS SELECT g AS id, repeat('x', 100) AS v \
+         FROM generate_series(1, 20000) g",
+    );
+    let mut psql = pg
+        .psql("fx")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("psql");
+    // Connected and idle (its first answer read) before the agent starts.
+    let mut stdin = psql.stdin.take().expect("stdin");
+    let mut stdout = BufReader::new(psql.stdout.take().expect("stdout"));
+    stdin.write_all(b"SELECT 'up';\n").expect("query to psql");
+    let mut line = String::new();
+    stdout.read_line(&mut line).expect("psql answers");
+    assert_eq!(line, "up\n");
+    let agent = Agent::start(&pid_args(&[psql.id()]));
+    stdin
+        .write_all(b"SELECT * FROM wide;\n")
+        .expect("query to psql");
+    drop(stdin);
+    let mut rows_out = 0;
+    line.clear();
+    while stdout.read_line(&mut line).expect("psql output") > 0 {
+        rows_out += 1;
+        line.clear();
+    }
+    assert!(psql.wait().expect("psql ends").success());
+    assert_eq!(rows_out, 20000);
+    let (records, stderr) = agent.stop();
+    let recs: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["protocol"] == "pgsql" && r["role"] == "client")
+        .collect();
+    assert_eq!(recs.len(), 1, "{recs:?}\n{stderr}");
+    let r = recs[0];
+    assert_eq!(text(r, &["request", "query"]), "SELECT * FROM wide;");
+    assert_eq!(r["status"], "ok", "{r}");
+    assert_eq!(r["truncated"], true, "{r}");
+    let rows = r["response"]["rows"].as_u64();
+    assert!(rows.is_none() || rows == Some(20000), "{r}");
+    eprintln!("the 20000-row result at psql: rows {rows:?}");
+    assert_eq!(agent_counter(&stderr, "lost_in_gap"), Some(0), "{stderr}");
+    assert_eq!(
+        agent_counter(&stderr, "unmatched_responses"),
+        Some(0),
+        "{stderr}"
+    );
+    assert_eq!(agent_counter(&stderr, "parse_errors"), Some(0), "{stderr}");
 }

@@ -87,11 +87,15 @@ pub struct PgsqlResponse {
 ///   or `G` (or a TLS handshake where a startup message was expected): the rest is
 ///   encrypted; the parser stops ([`PgsqlParser::encrypted`]).
 /// - Capture gaps: a message whose length is known absorbs missing bytes and is marked
-///   `truncated`; a gap over a header loses the boundary (`lost_in_gap`), and the direction
-///   resynchronises at the next plausible boundary. Frontend messages lost that way absorb
-///   the server's answers up to its next ReadyForQuery. When the server's side loses bytes
-///   and its next chunk opens a response to a request sent after the gap, the requests
-///   before it are taken as answered in the gap (not reported).
+///   `truncated`; a gap over a header loses the boundary (`lost_in_gap`, unless one request
+///   cycle waits and its result began: the gap then held nothing but that result's rest),
+///   and the direction resynchronises at the next plausible boundary. Frontend messages lost
+///   that way absorb the server's answers up to its next ReadyForQuery. When the server's
+///   side loses bytes and its next chunk opens a response to a request sent after the gap,
+///   the requests before it are taken as answered in the gap: not reported, except those
+///   whose result began (a RowDescription, rows, COPY data were read), which are reported
+///   cut short: complete, `truncated`, rows unknown, their duration up to the last message
+///   read. The same at a close after such a gap.
 /// - A capture that starts mid-connection starts at the first plausible message boundary;
 ///   responses to requests sent before it count in `unmatched_responses`.
 /// - Bounds: [`MAX_PENDING`] queued messages, [`MAX_QUERY`] bytes of statement text per
@@ -143,6 +147,7 @@ impl ConnParser for PgsqlParser {
             &mut self.stitch,
             out,
         );
+        out.append(&mut self.stitch.cut);
         if self.stitch.encrypted {
             self.frontend.stop();
             self.backend.stop();

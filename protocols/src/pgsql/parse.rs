@@ -387,7 +387,7 @@ pub(crate) fn body_plausible(dir: Dir, ty: u8, body: &[u8], len: usize) -> Plaus
     let check = match (dir, ty) {
         (Dir::Backend, b'Z') => Some(b.first().is_none_or(|s| b"IET".contains(s))),
         (Dir::Backend, b'C') => Some(text_cstring(b, complete, true)),
-        (Dir::Backend, b'E' | b'N') => Some(fields_plausible(b, complete)),
+        (Dir::Backend, b'E' | b'N') => Some(fields_plausible(b, len, complete)),
         (Dir::Backend, b'D') => Some(data_row_plausible(b, len, complete)),
         (Dir::Backend, b'T') => Some(row_description_plausible(b, complete)),
         (Dir::Backend, b'S') => Some(cstrings(b, 2, complete)),
@@ -408,6 +408,24 @@ pub(crate) fn body_plausible(dir: Dir, ty: u8, body: &[u8], len: usize) -> Plaus
             (Ok((_, fmt)), None) => fmt <= 1,
             _ => true,
         }),
+        // NegotiateProtocolVersion: Int32 newest minor version, Int32 n, n option names.
+        (Dir::Backend, b'v') => Some(match (b.get(..4), b.get(4..8)) {
+            (Some(v), n) => {
+                let minor = u32::from_be_bytes([v[0], v[1], v[2], v[3]]);
+                let n = n.map(|n| u32::from_be_bytes([n[0], n[1], n[2], n[3]]));
+                minor <= 0xffff
+                    && n.is_none_or(|n| n as usize <= len.saturating_sub(8))
+                    && n.is_none_or(|n| cstrings(&b[8..], n as usize, complete))
+            }
+            (None, _) => true,
+        }),
+        // NotificationResponse: Int32 pid, channel and payload strings.
+        (Dir::Backend, b'A') => Some(cstrings(b.get(4..).unwrap_or_default(), 2, complete)),
+        // FunctionCallResponse: Int32 length (-1: NULL), then that many bytes.
+        (Dir::Backend, b'V') => Some(b.get(..4).is_none_or(|v| {
+            let n = i32::from_be_bytes([v[0], v[1], v[2], v[3]]);
+            (n == -1 && len == 4) || (n >= 0 && len == 4 + n as usize)
+        })),
         (Dir::Frontend, b'Q') => Some(text_cstring(b, complete, false)),
         (Dir::Frontend, b'P') => Some(parse_plausible(b, len, complete)),
         (Dir::Frontend, b'B') => Some(cstrings(b, 2, false)),
@@ -474,16 +492,18 @@ fn cstrings(mut b: &[u8], count: usize, complete: bool) -> bool {
 }
 
 /// `(Byte1 code, String)*` then NUL; codes are letters.
-fn fields_plausible(mut b: &[u8], complete: bool) -> bool {
-    while let Some((&code, rest)) = b.split_first() {
+/// The NUL that ends the fields ends the body too (`len` bytes), cut or not.
+fn fields_plausible(b: &[u8], len: usize, complete: bool) -> bool {
+    let mut at = 0;
+    while let Some(&code) = b.get(at) {
         if code == 0 {
-            return !complete || rest.is_empty();
+            return at + 1 == len;
         }
         if !code.is_ascii_alphabetic() {
             return false;
         }
-        match cstring(rest) {
-            Ok((rest, _)) => b = rest,
+        match cstring(&b[at + 1..]) {
+            Ok((rest, _)) => at = b.len() - rest.len(),
             Err(_) => return !complete,
         }
     }
@@ -662,5 +682,45 @@ mod tests {
         assert_eq!(body_plausible(Frontend, b'P', p, p.len()), Verified);
         assert_eq!(body_plausible(Frontend, b'P', p, p.len() + 1), Invalid);
         assert_eq!(body_plausible(Frontend, b'P', &p[..6], p.len()), Partial);
+    }
+
+    #[test]
+    fn structure_checks_of_cut_bodies_read_from_anywhere() {
+        use Dir::*;
+        use Plausible::*;
+        // A notice whose fields end (the NUL) long before its declared length: not a notice,
+        // cut or not (a row's bytes read from a length's last byte, 'N' = 78).
+        let row_tail = b"\0\x04\x001234\0\0\0<xxxx";
+        assert_eq!(body_plausible(Backend, b'N', row_tail, 0x20000), Invalid);
+        let n = b"SNOTICE\0Mhi\0\0";
+        assert_eq!(body_plausible(Backend, b'N', &n[..5], n.len()), Partial);
+        assert_eq!(body_plausible(Backend, b'N', n, n.len()), Verified);
+        // NegotiateProtocolVersion: a minor version and a count of option names.
+        let v = b"\0\0\0\x02\0\0\0\x01_pq_.x\0";
+        assert_eq!(body_plausible(Backend, b'v', v, v.len()), Verified);
+        assert_eq!(
+            body_plausible(Backend, b'v', b"\0\x04\x001234", 0x20000),
+            Invalid
+        );
+        assert_eq!(
+            body_plausible(Backend, b'v', b"\0\0\0\x02\0\0\0\x0d", 20),
+            Invalid
+        );
+        // NotificationResponse: pid, channel, payload.
+        assert_eq!(
+            body_plausible(Backend, b'A', b"\0\0\0\x07ch\0hi\0", 10),
+            Verified
+        );
+        assert_eq!(
+            body_plausible(Backend, b'A', b"\0\0\0\x07ch\0hi\0x", 11),
+            Invalid
+        );
+        // FunctionCallResponse: a length that fills the body, or -1.
+        assert_eq!(body_plausible(Backend, b'V', b"\0\0\0\x02ok", 6), Verified);
+        assert_eq!(
+            body_plausible(Backend, b'V', b"\xff\xff\xff\xff", 4),
+            Verified
+        );
+        assert_eq!(body_plausible(Backend, b'V', b"\0\0\0\x09ok", 6), Invalid);
     }
 }

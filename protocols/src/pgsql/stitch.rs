@@ -22,6 +22,7 @@
 //! gap are ended by ReadyForQuery ("cycle ends").
 
 use std::collections::VecDeque;
+use std::mem;
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -122,6 +123,10 @@ struct Item {
     unsure: bool,
     /// DataRows of the current statement or Execute.
     rows: u64,
+    /// Capture time of the last message of its current result read (RowDescription, rows,
+    /// COPY data): its response began, and when its end is lost in a gap it is still
+    /// reported, cut short (see [`Stitcher::cut_short`]).
+    resp_seen: Option<u64>,
 }
 
 /// The result that ends a statement or an Execute.
@@ -157,6 +162,9 @@ pub(crate) struct Stitcher {
     /// The `seq` of the next item queued.
     next_seq: u64,
     pub(crate) stats: ParseStats,
+    /// Records of results whose end was lost, made where no output was at hand; the next
+    /// call that has one (or the parser's `push`) moves them there.
+    pub(crate) cut: Vec<Exchange>,
 }
 
 fn lossy(b: &[u8]) -> String {
@@ -299,6 +307,7 @@ impl Stitcher {
             reported: false,
             unsure: false,
             rows: 0,
+            resp_seen: None,
         });
         self.next_seq += 1;
     }
@@ -368,6 +377,12 @@ impl Stitcher {
 
     /// A backend message was read.
     pub(crate) fn backend(&mut self, msg: Backend<'_>, m: Meta, out: &mut Vec<Exchange>) {
+        out.append(&mut self.cut);
+        self.backend_message(msg, m, out);
+        out.append(&mut self.cut);
+    }
+
+    fn backend_message(&mut self, msg: Backend<'_>, m: Meta, out: &mut Vec<Exchange>) {
         use Backend as B;
         match msg {
             B::Authentication
@@ -443,10 +458,45 @@ impl Stitcher {
         None
     }
 
-    /// Removes the first `k` items unanswered (their responses were lost or skipped).
+    /// Removes the first `k` items unanswered (their responses were lost or skipped); those
+    /// whose result had begun are reported, cut short.
     fn drop_front(&mut self, k: usize) {
         let removed: Vec<Item> = self.queue.drain(..k.min(self.queue.len())).collect();
+        for it in &removed {
+            self.cut_short(it);
+        }
         self.undo(removed);
+    }
+
+    /// The record of an item whose result began (its first messages were read) and whose end
+    /// was lost in a gap: complete, `truncated`, its duration up to the last message read,
+    /// the row count unknown. (An error after some rows, in the gap, would go unseen: the
+    /// rows seen say the statement ran.)
+    fn cut_short(&mut self, it: &Item) {
+        let Some(last) = it.resp_seen.filter(|_| !it.reported) else {
+            return;
+        };
+        let cut = PgsqlResponse {
+            error: false,
+            code: None,
+            message: None,
+            rows: None,
+        };
+        if let Some(mut e) = unanswered(it, Outcome::Complete) {
+            e.resp_ts_ns = Some(last);
+            e.response = Some(Response::Pgsql(cut));
+            e.truncated = true;
+            self.cut.push(e);
+        }
+    }
+
+    /// Whether a gap in the server's stream can hold nothing but the rest of the result being
+    /// read: one request cycle waits, and its result began.
+    pub(crate) fn gap_in_the_only_result(&self) -> bool {
+        let last = self.queue.len().checked_sub(1);
+        last.is_some()
+            && self.queue.iter().position(|it| it.what.cycle_end()) == last
+            && self.queue.iter().any(|it| it.resp_seen.is_some())
     }
 
     /// Items the server never ran: undo what they did to the names, last first.
@@ -470,8 +520,12 @@ impl Stitcher {
     /// A message that belongs to an item's response without ending it.
     fn note(&mut self, m: Meta, accept: impl Fn(&What) -> bool) -> Option<usize> {
         let k = self.find(accept)?;
+        let it = &mut self.queue[k];
         if m.truncated {
-            self.queue[k].resp_truncated = true;
+            it.resp_truncated = true;
+        }
+        if result_target(&it.what) {
+            it.resp_seen = Some(m.last_ts);
         }
         Some(k)
     }
@@ -578,6 +632,7 @@ impl Stitcher {
                 );
                 it.reported = false;
                 it.rows = 0;
+                it.resp_seen = None;
                 it.resp_truncated = false;
                 if !reported {
                     out.push(e);
@@ -672,7 +727,14 @@ impl Stitcher {
 
     /// The connection closed: requests still waiting are reported as reset.
     pub(crate) fn close(&mut self, out: &mut Vec<Exchange>) {
-        for it in self.queue.drain(..) {
+        out.append(&mut self.cut);
+        for it in mem::take(&mut self.queue) {
+            if it.unsure && it.resp_seen.is_some() {
+                // Its result began and its end went into a gap: reported cut short.
+                self.cut_short(&it);
+                out.append(&mut self.cut);
+                continue;
+            }
             if it.reported || it.unsure {
                 continue;
             }
