@@ -405,6 +405,8 @@ fn root_live_mariadb_beyond_the_capture_prefix() {
     assert!(want.iter().any(|w| w["request_cut"] == true));
     assert!(want.iter().any(|w| w["response_cut"] == true));
     assert_eq!(agent_counter(&stderr, "parse_errors"), Some(0), "{stderr}");
+    // The gaps in a response the client waited for alone held nothing but its rest.
+    assert_eq!(agent_counter(&stderr, "lost_in_gap"), Some(0), "{stderr}");
     assert_eq!(
         agent_counter(&stderr, "unmatched_responses"),
         Some(0),

@@ -78,9 +78,10 @@ pub struct MysqlResponse {
 /// - Result sets are read with or without EOF packets (CLIENT_DEPRECATE_EOF) from the bytes
 ///   themselves, so a capture that starts mid-connection reads them too.
 /// - Uncaptured bytes inside a packet are skipped by its length and mark the exchange
-///   `truncated`. A gap over a packet header loses the framing (`lost_in_gap`): the direction
-///   resynchronises at the next chunk that starts like a command or a response; a response
-///   whose end was lost ends when the next one starts, with `rows` unknown. A command whose
+///   `truncated`. A gap over a packet header loses the framing (`lost_in_gap`, unless it
+///   fell inside the one response waited for: it then held nothing but that response's rest):
+///   the direction resynchronises at the next chunk that starts like a command or a response;
+///   a response whose end was lost ends when the next one starts, with `rows` unknown. A command whose
 ///   answer started in a gap makes no record (its status was not seen); `lost_in_gap` counts
 ///   it.
 /// - At most [`MAX_PENDING`] commands wait, [`MAX_STATEMENTS`] statements are remembered, and
