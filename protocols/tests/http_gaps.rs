@@ -215,7 +215,27 @@ fn gap_in_a_chunk_size_line_or_trailer_loses_the_boundary() {
             truncated(done(3, req("GET", "/d", Some("h"), "/d"), 4, 200, 3)),
             done(5, req("GET", "/e", Some("h"), "/e"), 6, 200, 0),
         ],
-        stats(0, 0, 2, 0),
+        // Each gap held nothing but the rest of the one response waited for.
+        clean(),
+    );
+}
+
+#[test]
+fn gap_past_a_chunk_boundary_with_a_request_pipelined_counts_a_loss() {
+    // Two requests in one write: the first answer's end is lost, and the gap may as well
+    // hold the start of the second's. Here it does not: the second pairs right.
+    let chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+    let s = Script::new()
+        .client(1, &cat(&[&get("/c", "h"), &get("/d", "h")]))
+        .push(SERVER, 2, &cat(&[chunked, b"5\r\nhello\r\n1"]), 50)
+        .server(3, &ok(200, "d"));
+    check(
+        &s,
+        &[
+            truncated(done(1, req("GET", "/c", Some("h"), "/c"), 2, 200, 5)),
+            done(1, req("GET", "/d", Some("h"), "/d"), 3, 200, 1),
+        ],
+        stats(0, 0, 1, 0),
     );
 }
 

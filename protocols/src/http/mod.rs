@@ -85,7 +85,8 @@ pub struct HttpResponse {
 /// - Uncaptured bytes (`Chunk::missing`) inside a body (chunk data and the CRLF after it
 ///   included) are skipped like captured ones and mark the exchange `truncated`. Where they
 ///   hit a head, a chunk-size line or trailers, the
-///   message boundary is lost: counted in `lost_in_gap`, and the direction resynchronises at
+///   message boundary is lost: counted in `lost_in_gap` (not for a response's chunk-size line
+///   while no other request waits: the gap held only its rest), and the direction resynchronises at
 ///   the next request-line or status-line. A head cut that way still yields what it tells
 ///   (method and target, status) as a truncated exchange.
 /// - Invalid bytes count one `parse_errors` per resynchronisation.

@@ -132,6 +132,11 @@ impl Stitcher {
         }
     }
 
+    /// No request waits for a response (besides the one being answered).
+    pub(crate) fn nothing_waiting(&self) -> bool {
+        self.pending.is_empty()
+    }
+
     /// A response started in a capture gap (counted in `lost_in_gap` by the caller): it
     /// answered the oldest waiting request, which is dropped so the next response pairs right.
     pub(crate) fn lost_response(&mut self) {
