@@ -372,12 +372,14 @@ static __always_inline __u64 wakeup_flags(void)
 									     : BPF_RB_NO_WAKEUP;
 }
 
-/* The name of `task` (the current thread), read from its task_struct: two loads, where the
- * helper bpf_get_current_comm copies and pads through a call. Bytes after the name's NUL
- * may be left from a longer earlier name; user space stops at the NUL. */
+/* The name of `task`'s process: its thread group leader's, as `ps` and /proc/PID/comm show
+ * it, read from the task_structs (the helper bpf_get_current_comm copies and pads the
+ * thread's own name through a call). A thread's own name (a pool's `http-nio-8080-exec-1`,
+ * `tokio-runtime-w`) would make every named thread a service of its own. Bytes after the
+ * name's NUL may be left from a longer earlier name; user space stops at the NUL. */
 static __always_inline void current_comm(char out[16], struct task_struct *task)
 {
-	__builtin_memcpy(out, task->comm, 16);
+	__builtin_memcpy(out, task->group_leader->comm, 16);
 }
 
 /* A data event of `bytes` in direction `dir` was lost: the next event of the connection says

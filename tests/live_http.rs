@@ -273,6 +273,49 @@ fn root_live_chunked_upload_longer_than_the_capture_loses_nothing() {
     }
 }
 
+/// A thread with a name of its own (thread pools name theirs: `http-nio-8080-exec-1`,
+/// `tokio-runtime-w`) is reported under its process's name, as `ps` shows it: the records'
+/// `process.comm` and the metrics' service.
+#[test]
+fn root_live_a_named_thread_reports_under_its_process_name() {
+    if !root_tests_enabled() {
+        return;
+    }
+    let _g = LIVE.lock().unwrap_or_else(|e| e.into_inner());
+    let nginx = Nginx::start();
+    let script = format!(
+        "import ctypes, socket, sys, threading\n\
+         sys.stdin.readline()\n\
+         def get():\n\
+         \x20   ctypes.CDLL(None).prctl(15, b'pool-worker-7', 0, 0, 0)\n\
+         \x20   s = socket.create_connection(('127.0.0.1', {}))\n\
+         \x20   s.sendall(b'GET /index.html HTTP/1.1\\r\\nHost: t\\r\\nConnection: close\\r\\n\\r\\n')\n\
+         \x20   while s.recv(65536): pass\n\
+         t = threading.Thread(target=get)\n\
+         t.start()\n\
+         t.join()\n",
+        nginx.port
+    );
+    let mut child = Command::new("python3")
+        .args(["-c", &script])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let agent = Agent::start(&pid_args(&[child.id()]));
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(b"go\n").expect("go");
+    }
+    assert!(child.wait().expect("python3").success());
+    let (records, stderr) = agent.stop();
+    let client: Vec<&Value> = records.iter().filter(|r| r["role"] == "client").collect();
+    assert_eq!(client.len(), 1, "{records:?}\n{stderr}");
+    assert_eq!(client[0]["process"]["pid"], child.id(), "{}", client[0]);
+    assert_eq!(client[0]["process"]["comm"], "python3", "{}", client[0]);
+    assert_eq!(client[0]["response"]["status"], 200, "{}", client[0]);
+}
+
 /// A call that blocks on one CPU and returns on another is still captured. The exit looks
 /// up the thread's in-flight arguments unless its CPU's record says that the thread's last
 /// data call there left none and that the thread has not been switched out since. Here the
