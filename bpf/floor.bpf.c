@@ -42,6 +42,9 @@ int fl_exit_sendmmsg(void *ctx) { return 0; }
 SEC("tracepoint/syscalls/sys_exit_recvmmsg")
 int fl_exit_recvmmsg(void *ctx) { return 0; }
 
+SEC("tracepoint/syscalls/sys_exit_sendfile64")
+int fl_exit_sendfile64(void *ctx) { return 0; }
+
 SEC("tracepoint/syscalls/sys_enter_connect")
 int fl_enter_connect(void *ctx) { return 0; }
 
@@ -57,14 +60,14 @@ int fl_exit_accept4(void *ctx) { return 0; }
 SEC("tracepoint/syscalls/sys_enter_close")
 int fl_enter_close(void *ctx) { return 0; }
 
-/* read, write, close, readv, writev, connect, accept, sendto, recvfrom, sendmsg, recvmsg,
- * accept4, recvmmsg, sendmmsg (arch/x86/entry/syscalls/syscall_64.tbl), tested at exit:
+/* read, write, close, readv, writev, sendfile, connect, accept, sendto, recvfrom, sendmsg,
+ * recvmsg, accept4, recvmmsg, sendmmsg (arch/x86/entry/syscalls/syscall_64.tbl), tested at exit:
  * the agent hooks their exits, except close's (its enter), kept here as one case more. */
 static __always_inline int hooked(long id)
 {
 	switch (id) {
-	case 0: case 1: case 3: case 19: case 20: case 42: case 43: case 44: case 45: case 46:
-	case 47: case 288: case 299: case 307:
+	case 0: case 1: case 3: case 19: case 20: case 40: case 42: case 43: case 44: case 45:
+	case 46: case 47: case 288: case 299: case 307:
 		return 1;
 	}
 	return 0;

@@ -10,6 +10,7 @@ enum wl_buf_kind {
 	WL_BUF_PLAIN = 0, /* read/write/sendto/recvfrom: one buffer */
 	WL_BUF_IOV = 1,   /* readv/writev, and sendmsg/recvmsg after reading the msghdr */
 	WL_BUF_MMSG = 2,  /* sendmmsg/recvmmsg: an mmsghdr array, `iovlen` long */
+	WL_BUF_NONE = 3,  /* sendfile: the bytes never pass through user memory */
 };
 
 /* A data syscall's arguments, as its exit reads them (kernel only). */

@@ -331,6 +331,8 @@ static __always_inline __u64 clamp_len(__u64 n)
 /* Copies up to `want` bytes of the call's data into s->data; returns the count or < 0. */
 static __always_inline long copy_payload(struct wl_scratch *s, struct wl_args *a, __u64 want)
 {
+	if (a->kind == WL_BUF_NONE)
+		return 0;
 	if (a->kind == WL_BUF_PLAIN) {
 		__u64 n = clamp_len(want);
 		if (bpf_probe_read_user(s->data, n, (void *)a->buf))
@@ -445,6 +447,9 @@ static __always_inline int emit_body(struct wl_conn *c, struct wl_args *ap, long
 	long got = copy_payload(s, &args, want);
 
 	if (c->protocol == WL_PROTO_UNKNOWN) {
+		/* Bytes never seen tell nothing of the protocol (nor are they an attempt). */
+		if (args.kind == WL_BUF_NONE)
+			return 0;
 		int stashed = 0;
 		__u8 proto = WL_PROTO_UNKNOWN;
 		struct wl_settings *st = get_settings();
@@ -651,6 +656,23 @@ static __always_inline int data_exit(long ret, __u8 dir, enum wl_call call)
 	return emit_body(c, &a, ret, task);
 }
 
+/* sendfile(out_fd, in_fd, offset, count): the file's bytes go from the page cache to the
+ * socket `out_fd` without passing through user memory, so none can be copied. The event
+ * carries their count alone, and the parser skips them in place: a static file's body sent
+ * after its head (nginx's `sendfile on`, Java's transferTo), which otherwise read the next
+ * response's head as that body. */
+static __always_inline int sendfile_exit(long ret)
+{
+	struct wl_args a;
+	struct pt_regs *regs;
+	struct task_struct *task;
+	struct wl_conn *c = data_call(ret, WL_DIR_EGRESS, &a, &regs, &task);
+	if (!c)
+		return 0;
+	a.kind = WL_BUF_NONE;
+	return emit_body(c, &a, ret, task);
+}
+
 /* sendmsg/recvmsg: the iovec array and its length come from the user's msghdr. */
 static __always_inline int msg_exit(long ret, __u8 dir)
 {
@@ -738,6 +760,12 @@ int tp_exit_sendmsg(struct trace_event_raw_sys_exit *ctx)
 
 /* sendmmsg/recvmmsg: an array of mmsghdr, `vlen` long; the exit returns how many were
  * done, each with its own length (glibc's resolver sends its A and AAAA queries this way). */
+SEC("tracepoint/syscalls/sys_exit_sendfile64")
+int tp_exit_sendfile64(struct trace_event_raw_sys_exit *ctx)
+{
+	return sendfile_exit(ctx->ret);
+}
+
 SEC("tracepoint/syscalls/sys_exit_recvmmsg")
 int tp_exit_recvmmsg(struct trace_event_raw_sys_exit *ctx)
 {

@@ -22,6 +22,7 @@ pub const TRACEPOINTS: &[&str] = &[
     "sys_exit_recvmsg",
     "sys_exit_sendmmsg",
     "sys_exit_recvmmsg",
+    "sys_exit_sendfile64",
     "sys_enter_connect",
     "sys_exit_connect",
     "sys_exit_accept",

@@ -316,6 +316,70 @@ fn root_live_a_named_thread_reports_under_its_process_name() {
     assert_eq!(client[0]["response"]["status"], 200, "{}", client[0]);
 }
 
+/// nginx with `sendfile on` (Debian's default configuration): a static file's body goes from
+/// the page cache to the socket by sendfile, never through user memory, after its head was
+/// written. The agent counts those bytes and skips them in place: keep-alive and pipelined
+/// requests pair exactly, with each file's size as its body.
+#[test]
+fn root_live_nginx_sendfile_bodies_keep_the_pairing() {
+    if !root_tests_enabled() {
+        return;
+    }
+    let _g = LIVE.lock().unwrap_or_else(|e| e.into_inner());
+    let nginx = Nginx::start_with("sendfile on;");
+    let agent = Agent::start(&pid_args(&nginx.workers()));
+    let mut c = Client::connect(nginx.port);
+    let asked = [
+        ("GET", "/a.txt"),
+        ("GET", "/big.bin"),
+        ("GET", "/missing"),
+        ("GET", "/index.html"),
+    ];
+    let mut statuses = Vec::new();
+    for r in asked {
+        statuses.extend(c.send(&[r]));
+    }
+    // Pipelined: the same four in one write.
+    let mut p = Client::connect(nginx.port);
+    statuses.extend(p.send(&asked));
+    drop(c);
+    drop(p);
+    let (records, stderr) = agent.stop();
+    let got: Vec<(String, u64, u64)> = records
+        .iter()
+        .map(|r| {
+            (
+                r["request"]["path"].as_str().unwrap_or("").to_string(),
+                r["response"]["status"].as_u64().unwrap_or(0),
+                r["response"]["body_bytes"].as_u64().unwrap_or(u64::MAX),
+            )
+        })
+        .collect();
+    let sizes = [100, 65536, 0, 18];
+    let want: Vec<(String, u64, u64)> = asked
+        .iter()
+        .chain(asked.iter())
+        .zip(statuses.iter())
+        .zip(sizes.iter().chain(sizes.iter()))
+        .map(|(((_, path), st), size)| (path.to_string(), u64::from(*st), *size))
+        .collect();
+    // The 404 page's size is nginx's own: take it from the record, checked to be non-zero.
+    let mut got_cmp = got.clone();
+    for g in got_cmp.iter_mut().filter(|g| g.1 == 404) {
+        assert!(g.2 > 0, "{got:?}");
+        g.2 = 0;
+    }
+    assert_eq!(got_cmp, want, "{stderr}");
+    assert_eq!(&statuses[..4], [200, 200, 404, 200]);
+    for counter in ["lost_in_gap", "parse_errors", "unmatched_responses"] {
+        assert_eq!(
+            agent_counter(&stderr, counter),
+            Some(0),
+            "{counter}: {stderr}"
+        );
+    }
+}
+
 /// A call that blocks on one CPU and returns on another is still captured. The exit looks
 /// up the thread's in-flight arguments unless its CPU's record says that the thread's last
 /// data call there left none and that the thread has not been switched out since. Here the

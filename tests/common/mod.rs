@@ -324,6 +324,11 @@ pub struct Nginx {
 
 impl Nginx {
     pub fn start() -> Nginx {
+        Nginx::start_with("")
+    }
+
+    /// With `directives` added to the `http` block (e.g. `sendfile on;`).
+    pub fn start_with(directives: &str) -> Nginx {
         let dir = tempfile::tempdir().expect("tempdir");
         let root = dir.path().join("www");
         std::fs::create_dir_all(&root).expect("www");
@@ -340,7 +345,7 @@ impl Nginx {
                  http {{\n access_log off;\n client_body_temp_path {d}/body;\n\
                  proxy_temp_path {d}/proxy;\n fastcgi_temp_path {d}/fcgi;\n\
                  uwsgi_temp_path {d}/uwsgi;\n scgi_temp_path {d}/scgi;\n\
-                 keepalive_requests 10000;\n\
+                 keepalive_requests 10000;\n {directives}\n\
                  server {{\n  listen 127.0.0.1:{port};\n  root {r};\n\
                  location /echo {{ return 201 \"created\\n\"; }}\n\
                  location = /fail {{ return 500; }}\n }}\n}}\n",
