@@ -639,6 +639,15 @@ enum wl_call {
 };
 
 /* The exit of a data call of one buffer or one iovec array that returned `ret`. */
+/* A receive with MSG_PEEK leaves the bytes queued: the read that takes them reports them
+ * (nginx peeks one byte of a client connection to tell whether it broke; DNS servers peek a
+ * datagram's size). Reported twice, they would be parsed twice. */
+#define WL_MSG_PEEK 0x2
+static __always_inline int peeked(__u8 dir, __u64 flags)
+{
+	return dir == WL_DIR_INGRESS && (flags & WL_MSG_PEEK);
+}
+
 static __always_inline int data_exit(long ret, __u8 dir, enum wl_call call)
 {
 	struct wl_args a;
@@ -648,6 +657,9 @@ static __always_inline int data_exit(long ret, __u8 dir, enum wl_call call)
 	if (!c)
 		return 0;
 	if (call == WL_CALL_ADDR) {
+		/* recvfrom(fd, buf, len, flags, ...): flags in r10. */
+		if (peeked(dir, regs->r10))
+			return 0;
 		a.addr = regs->r8;
 	} else if (call == WL_CALL_VEC) {
 		a.iovlen = regs->dx;
@@ -682,6 +694,9 @@ static __always_inline int msg_exit(long ret, __u8 dir)
 	struct wl_conn *c = data_call(ret, dir, &a, &regs, &task);
 	if (!c)
 		return 0;
+	/* recvmsg(fd, msg, flags): flags in dx. */
+	if (peeked(dir, regs->dx))
+		return 0;
 	struct user_msghdr msg;
 	if (bpf_probe_read_user(&msg, sizeof(msg), (void *)a.buf))
 		return 0;
@@ -699,6 +714,9 @@ static __always_inline int mmsg_exit(long ret, __u8 dir)
 	struct pt_regs *regs;
 	struct task_struct *task;
 	if (!data_call(ret, dir, &x.args, &regs, &task))
+		return 0;
+	/* recvmmsg(fd, msgvec, vlen, flags, timeout): flags in r10. */
+	if (peeked(dir, regs->r10))
 		return 0;
 	x.tgid = task->tgid;
 	x.args.iovlen = regs->dx;

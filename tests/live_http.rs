@@ -380,6 +380,66 @@ fn root_live_nginx_sendfile_bodies_keep_the_pairing() {
     }
 }
 
+/// A receive with MSG_PEEK (nginx peeks at a client connection to tell whether it broke; DNS
+/// servers peek at a datagram's size) leaves the bytes for the read that follows: they are
+/// reported once, by that read. Here a client peeks at each response's first bytes before
+/// reading it, with recvfrom and with recvmsg, on one keep-alive connection.
+#[test]
+fn root_live_peeked_bytes_are_reported_once() {
+    if !root_tests_enabled() {
+        return;
+    }
+    let _g = LIVE.lock().unwrap_or_else(|e| e.into_inner());
+    let nginx = Nginx::start();
+    let script = format!(
+        "import socket, sys\n\
+         sys.stdin.readline()\n\
+         s = socket.create_connection(('127.0.0.1', {}))\n\
+         for i in range(4):\n\
+         \x20   s.sendall(b'GET /a.txt HTTP/1.1\\r\\nHost: t\\r\\n\\r\\n')\n\
+         \x20   if i % 2:\n\
+         \x20       s.recvmsg(5, 0, socket.MSG_PEEK)\n\
+         \x20   else:\n\
+         \x20       s.recv(5, socket.MSG_PEEK)\n\
+         \x20   got = b''\n\
+         \x20   while not got.endswith(b'a' * 100):\n\
+         \x20       got += s.recv(65536)\n\
+         s.close()\n",
+        nginx.port
+    );
+    let mut child = Command::new("python3")
+        .args(["-c", &script])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let agent = Agent::start(&pid_args(&[child.id()]));
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(b"go\n").expect("go");
+    }
+    assert!(child.wait().expect("python3").success());
+    let (records, stderr) = agent.stop();
+    let got: Vec<(String, u64, u64)> = records
+        .iter()
+        .map(|r| {
+            (
+                r["request"]["path"].as_str().unwrap_or("").to_string(),
+                r["response"]["status"].as_u64().unwrap_or(0),
+                r["response"]["body_bytes"].as_u64().unwrap_or(u64::MAX),
+            )
+        })
+        .collect();
+    assert_eq!(got, vec![("/a.txt".to_string(), 200, 100); 4], "{stderr}");
+    for counter in ["parse_errors", "unmatched_responses", "lost_in_gap"] {
+        assert_eq!(
+            agent_counter(&stderr, counter),
+            Some(0),
+            "{counter}: {stderr}"
+        );
+    }
+}
+
 /// A call that blocks on one CPU and returns on another is still captured. The exit looks
 /// up the thread's in-flight arguments unless its CPU's record says that the thread's last
 /// data call there left none and that the thread has not been switched out since. Here the
