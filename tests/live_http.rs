@@ -174,9 +174,30 @@ fn root_live_connection_opened_before_agent() {
     assert_eq!(r["client"]["ip"], "127.0.0.1");
 }
 
-/// Runs `curl -s -o /dev/null ARGS` with the agent watching it and nginx's workers (curl
-/// is started first, held until the agent runs, so its pid can be given); the agent's
-/// records and stderr. `args` is shell text.
+/// Runs `cmd`, which waits for a line on its stdin before it starts, with the agent watching
+/// it and the processes `also` (it is started first, held until the agent runs, so that its
+/// pid can be given); its pid, the agent's records and stderr.
+fn watch_held(mut cmd: Command, also: &[u32]) -> (u32, Vec<Value>, String) {
+    let mut child = cmd
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("the held command");
+    let pid = child.id();
+    let mut agent_args = pid_args(also);
+    agent_args.extend(pid_args(&[pid]));
+    let agent = Agent::start(&agent_args);
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(b"go\n").expect("go");
+    }
+    assert!(child.wait().expect("the held command").success());
+    let (records, stderr) = agent.stop();
+    (pid, records, stderr)
+}
+
+/// Runs `curl -s -o /dev/null ARGS` with the agent watching it and nginx's workers; the
+/// agent's records and stderr. `args` is shell text.
 fn watch_curl(nginx: &Nginx, args: &str) -> (Vec<Value>, String) {
     let dir = tempfile::tempdir().expect("tmp");
     let script = dir.path().join("go.sh");
@@ -185,22 +206,42 @@ fn watch_curl(nginx: &Nginx, args: &str) -> (Vec<Value>, String) {
         format!("#!/bin/sh\nread x\nexec curl -s -o /dev/null {args}\n"),
     )
     .expect("script");
-    let mut child = Command::new("sh")
-        .arg(&script)
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .expect("sh");
-    let mut agent_args = pid_args(&nginx.workers());
-    agent_args.extend(pid_args(&[child.id()]));
-    let agent = Agent::start(&agent_args);
-    {
-        use std::io::Write;
-        let mut stdin = child.stdin.take().expect("stdin");
-        stdin.write_all(b"go\n").expect("go");
+    let mut sh = Command::new("sh");
+    sh.arg(&script);
+    let (_, records, stderr) = watch_held(sh, &nginx.workers());
+    (records, stderr)
+}
+
+/// Runs a Python program (it reads a line from stdin first) with the agent watching it.
+fn watch_python(script: &str) -> (u32, Vec<Value>, String) {
+    let mut py = Command::new("python3");
+    py.args(["-c", script]);
+    watch_held(py, &[])
+}
+
+/// The records' (path, status, body_bytes).
+fn paths_statuses_sizes(records: &[Value]) -> Vec<(String, u64, u64)> {
+    records
+        .iter()
+        .map(|r| {
+            (
+                r["request"]["path"].as_str().unwrap_or("").to_string(),
+                r["response"]["status"].as_u64().unwrap_or(0),
+                r["response"]["body_bytes"].as_u64().unwrap_or(u64::MAX),
+            )
+        })
+        .collect()
+}
+
+/// No message lost in a gap, no parse error, no unmatched response (the exit line's counters).
+fn assert_nothing_lost(stderr: &str) {
+    for counter in ["lost_in_gap", "parse_errors", "unmatched_responses"] {
+        assert_eq!(
+            agent_counter(stderr, counter),
+            Some(0),
+            "{counter}: {stderr}"
+        );
     }
-    let status = child.wait().expect("curl");
-    assert!(status.success());
-    agent.stop()
 }
 
 #[test]
@@ -264,13 +305,7 @@ fn root_live_chunked_upload_longer_than_the_capture_loses_nothing() {
     let want = vec![("POST".to_string(), "/echo".to_string(), 201)];
     assert_eq!(http_records(&records, "client"), want, "{stderr}");
     assert_eq!(http_records(&records, "server"), want, "{stderr}");
-    for counter in ["lost_in_gap", "parse_errors", "unmatched_responses"] {
-        assert_eq!(
-            agent_counter(&stderr, counter),
-            Some(0),
-            "{counter}: {stderr}"
-        );
-    }
+    assert_nothing_lost(&stderr);
 }
 
 /// A thread with a name of its own (thread pools name theirs: `http-nio-8080-exec-1`,
@@ -296,22 +331,10 @@ fn root_live_a_named_thread_reports_under_its_process_name() {
          t.join()\n",
         nginx.port
     );
-    let mut child = Command::new("python3")
-        .args(["-c", &script])
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .expect("python3");
-    let agent = Agent::start(&pid_args(&[child.id()]));
-    {
-        use std::io::Write;
-        let mut stdin = child.stdin.take().expect("stdin");
-        stdin.write_all(b"go\n").expect("go");
-    }
-    assert!(child.wait().expect("python3").success());
-    let (records, stderr) = agent.stop();
+    let (pid, records, stderr) = watch_python(&script);
     let client: Vec<&Value> = records.iter().filter(|r| r["role"] == "client").collect();
     assert_eq!(client.len(), 1, "{records:?}\n{stderr}");
-    assert_eq!(client[0]["process"]["pid"], child.id(), "{}", client[0]);
+    assert_eq!(client[0]["process"]["pid"], pid, "{}", client[0]);
     assert_eq!(client[0]["process"]["comm"], "python3", "{}", client[0]);
     assert_eq!(client[0]["response"]["status"], 200, "{}", client[0]);
 }
@@ -345,16 +368,7 @@ fn root_live_nginx_sendfile_bodies_keep_the_pairing() {
     drop(c);
     drop(p);
     let (records, stderr) = agent.stop();
-    let got: Vec<(String, u64, u64)> = records
-        .iter()
-        .map(|r| {
-            (
-                r["request"]["path"].as_str().unwrap_or("").to_string(),
-                r["response"]["status"].as_u64().unwrap_or(0),
-                r["response"]["body_bytes"].as_u64().unwrap_or(u64::MAX),
-            )
-        })
-        .collect();
+    let got = paths_statuses_sizes(&records);
     let sizes = [100, 65536, 0, 18];
     let want: Vec<(String, u64, u64)> = asked
         .iter()
@@ -371,13 +385,7 @@ fn root_live_nginx_sendfile_bodies_keep_the_pairing() {
     }
     assert_eq!(got_cmp, want, "{stderr}");
     assert_eq!(&statuses[..4], [200, 200, 404, 200]);
-    for counter in ["lost_in_gap", "parse_errors", "unmatched_responses"] {
-        assert_eq!(
-            agent_counter(&stderr, counter),
-            Some(0),
-            "{counter}: {stderr}"
-        );
-    }
+    assert_nothing_lost(&stderr);
 }
 
 /// A receive with MSG_PEEK (nginx peeks at a client connection to tell whether it broke; DNS
@@ -407,37 +415,10 @@ fn root_live_peeked_bytes_are_reported_once() {
          s.close()\n",
         nginx.port
     );
-    let mut child = Command::new("python3")
-        .args(["-c", &script])
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .expect("python3");
-    let agent = Agent::start(&pid_args(&[child.id()]));
-    {
-        use std::io::Write;
-        let mut stdin = child.stdin.take().expect("stdin");
-        stdin.write_all(b"go\n").expect("go");
-    }
-    assert!(child.wait().expect("python3").success());
-    let (records, stderr) = agent.stop();
-    let got: Vec<(String, u64, u64)> = records
-        .iter()
-        .map(|r| {
-            (
-                r["request"]["path"].as_str().unwrap_or("").to_string(),
-                r["response"]["status"].as_u64().unwrap_or(0),
-                r["response"]["body_bytes"].as_u64().unwrap_or(u64::MAX),
-            )
-        })
-        .collect();
+    let (_, records, stderr) = watch_python(&script);
+    let got = paths_statuses_sizes(&records);
     assert_eq!(got, vec![("/a.txt".to_string(), 200, 100); 4], "{stderr}");
-    for counter in ["parse_errors", "unmatched_responses", "lost_in_gap"] {
-        assert_eq!(
-            agent_counter(&stderr, counter),
-            Some(0),
-            "{counter}: {stderr}"
-        );
-    }
+    assert_nothing_lost(&stderr);
 }
 
 /// A call that blocks on one CPU and returns on another is still captured. The exit looks
