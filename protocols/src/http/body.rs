@@ -105,12 +105,7 @@ impl Chunked {
                 },
                 Phase::DataEnd => match b {
                     b'\r' if !self.cr => self.cr = true,
-                    b'\n' => {
-                        self.phase = Phase::Size;
-                        self.left = 0;
-                        self.digits = 0;
-                        self.line = 0;
-                    }
+                    b'\n' => self.next_size_line(),
                     _ => return Feed::Invalid(i),
                 },
                 Phase::Trailer => match b {
@@ -127,6 +122,14 @@ impl Chunked {
             i += 1;
         }
         Feed::More
+    }
+
+    /// Chunk data and its CRLF are over: a chunk-size line comes next.
+    fn next_size_line(&mut self) {
+        self.phase = Phase::Size;
+        self.left = 0;
+        self.digits = 0;
+        self.line = 0;
     }
 
     fn end_size_line(&mut self) {
@@ -161,10 +164,7 @@ impl Chunked {
             let end = if self.cr { 1 } else { 2 };
             if missing >= end {
                 missing -= end;
-                self.phase = Phase::Size;
-                self.left = 0;
-                self.digits = 0;
-                self.line = 0;
+                self.next_size_line();
             } else {
                 self.cr = true;
                 missing = 0;
